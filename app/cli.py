@@ -1,0 +1,180 @@
+"""The ``territory`` command line: database, boundaries, customers and the server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app import boundaries, demo
+from app.customer_files import batch_from_file
+from app.db import make_engine, migrate, resolve_database_url
+from app.errors import ServiceError
+from app.repositories import customers
+from app.settings import Settings
+from spatial.errors import SpatialError
+
+console = Console(stderr=True)
+cli = typer.Typer(
+    help="Territory service: PostGIS-backed territories, customers and who owns what.\n\n"
+    "With DATABASE_URL unset, every command uses the embedded PostgreSQL + PostGIS cluster "
+    "in .pgdata/ (started on demand).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+boundaries_cli = typer.Typer(help="Reference US state and county boundaries.", no_args_is_help=True)
+customers_cli = typer.Typer(help="Customers: demo data and file imports.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(boundaries_cli, name="boundaries")
+cli.add_typer(customers_cli, name="customers")
+
+
+def _engine(settings: Settings) -> Engine:
+    engine = make_engine(resolve_database_url(settings), settings)
+    migrate(engine)
+    return engine
+
+
+@contextmanager
+def _session() -> Iterator[tuple[Settings, Session]]:
+    """A migrated database session; the command commits once at its end."""
+    settings = Settings()
+    engine = _engine(settings)
+    try:
+        with Session(engine) as session:
+            yield settings, session
+    except (ServiceError, SpatialError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema (creates the embedded cluster if needed).
+
+    Example: territory db upgrade
+    """
+    settings = Settings()
+    _engine(settings).dispose()
+    console.print("[green]database is at the newest schema[/green]")
+
+
+@boundaries_cli.command("load")
+def boundaries_load(
+    force: Annotated[bool, typer.Option(help="Reload even if already loaded.")] = False,
+) -> None:
+    """Load every US state and county and build the "states" and "counties" layers.
+
+    Example: territory boundaries load
+    """
+    with _session() as (settings, session):
+        if not force and boundaries.is_loaded(session, data_dir=settings.data_dir):
+            console.print("boundaries already loaded (use --force to reload)")
+            return
+        rows = boundaries.read_rows(settings.data_dir)
+        started = time.perf_counter()
+        with _progress("boundaries", len(rows)) as advance:
+            result = boundaries.load(session, data_dir=settings.data_dir, progress=advance)
+        session.commit()
+    console.print(
+        f"[green]loaded {result.states} states and {result.counties} counties[/green]; layers "
+        + ", ".join(f"{k} ({v} territories)" for k, v in result.layers.items())
+        + f" in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@customers_cli.command("generate")
+def customers_generate(
+    count: Annotated[int, typer.Option(min=1, max=10_000_000, help="How many customers.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 42,
+) -> None:
+    """Generate deterministic demo customers around real US ZIP centroids (upsert by external_id).
+
+    Example: territory customers generate --count 1000000 --seed 7
+    """
+    batch = demo.generate(count, seed=seed)
+    with _session() as (_, session):
+        with _progress("customers", len(batch)) as advance:
+            inserted, updated = customers.upsert(session, batch=batch, progress=advance)
+        session.commit()
+    console.print(f"[green]{inserted} inserted, {updated} updated[/green]")
+
+
+@customers_cli.command("import")
+def customers_import(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV, GeoJSON or GeoPackage")
+    ],
+) -> None:
+    """Import customers from a file, all or nothing (upsert by external_id).
+
+    Example: territory customers import accounts.csv
+    """
+    with _session() as (_, session):
+        batch = batch_from_file(file.name, file.read_bytes())
+        with _progress("customers", len(batch)) as advance:
+            inserted, updated = customers.upsert(session, batch=batch, progress=advance)
+        session.commit()
+    console.print(f"[green]{inserted} inserted, {updated} updated[/green]")
+
+
+@cli.command("demo")
+def demo_load(
+    count: Annotated[int, typer.Option(min=1, help="Demo customers wanted.")] = 50_000,
+) -> None:
+    """Make sure the demo data is there: boundaries, layers and COUNT customers (idempotent).
+
+    Example: territory demo --count 50000
+    """
+    boundaries_load(force=False)
+    with _session() as (_, session):
+        have = customers.count(session)
+    if have >= count:
+        console.print(f"{have} customers already stored")
+        return
+    customers_generate(count=count, seed=42)
+
+
+@cli.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs).
+
+    Example: territory serve --port 8000
+    """
+    # Start and migrate the database once here, so workers find it ready.
+    _engine(Settings()).dispose()
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, proxy_headers=True)
+
+
+def main() -> None:
+    """Entry point of the ``territory`` script."""
+    cli()

@@ -1,0 +1,73 @@
+"""Database access: engine, sessions, migrations and the embedded default."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from alembic import command
+from alembic.config import Config
+from fastapi import Depends, Request
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import embedded
+from app.settings import PROJECT_ROOT, Settings
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database URL; with none, start the embedded cluster and use it."""
+    if settings.database.url:
+        return _normalise_url(settings.database.url)
+    embedded.ensure_running(settings.embedded)
+    embedded.wait_ready(settings.embedded)
+    return embedded.ensure_database(settings.embedded)
+
+
+def _normalise_url(url: str) -> str:
+    # DATABASE_URL is usually libpq-style (postgres://...); SQLAlchemy needs the psycopg driver.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, settings: Settings) -> Engine:
+    """An engine with a bounded pool and a statement timeout, so no request hangs forever."""
+    return create_engine(
+        url,
+        pool_size=settings.database.pool_size,
+        max_overflow=settings.database.pool_size,
+        pool_pre_ping=True,
+        connect_args={"options": f"-c statement_timeout={settings.database.statement_timeout_ms}"},
+    )
+
+
+def alembic_config() -> Config:
+    """Alembic configuration of the project (migrations/)."""
+    return Config(str(PROJECT_ROOT / "alembic.ini"))
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the schema to ``revision`` (idempotent); the only way the schema changes."""
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        # Several workers may start at once: one migrates, the others wait, then find nothing to do.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('territory-migrations'))"))
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; the route commits once, anything unfinished is rolled back."""
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    session = factory()
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,149 @@
+"""Domain errors of the service and the one table that maps every error to HTTP.
+
+Errors are raised deep (repositories, parsers, the engine) and turned into
+RFC 9457 ``application/problem+json`` responses here, and only here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import embedded
+from spatial.errors import InvalidGeometryError, SpatialError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class ServiceError(Exception):
+    """Base of the service's domain errors; ``errors`` lists per-field/row details."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.errors = errors or []
+
+
+class NotFoundError(ServiceError):
+    """An unknown layer, territory or customer."""
+
+
+class ConflictError(ServiceError):
+    """The request conflicts with what is stored (e.g. a layer name taken)."""
+
+
+class InputError(ServiceError):
+    """The request is well-formed but its content is wrong (unknown code, bad row, ...)."""
+
+
+class PayloadTooLargeError(ServiceError):
+    """The request body is larger than the configured limit."""
+
+
+class UnsupportedMediaError(ServiceError):
+    """The uploaded file's format is not one we read."""
+
+
+# The one table: exception class -> (status, title). Most specific classes first.
+_STATUS: list[tuple[type[Exception], int, str]] = [
+    (NotFoundError, 404, "Not found"),
+    (ConflictError, 409, "Conflict"),
+    (PayloadTooLargeError, 413, "Payload too large"),
+    (UnsupportedMediaError, 415, "Unsupported media type"),
+    (InputError, 422, "Invalid input"),
+    (InvalidGeometryError, 422, "Invalid geometry"),
+    (SpatialError, 422, "Invalid geometry"),
+    (OperationalError, 503, "Database unavailable"),
+    (embedded.EmbeddedDatabaseError, 503, "Database unavailable"),
+]
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    """An ``application/problem+json`` response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _domain_handler(request: Request, exc: Exception) -> Response:
+    for cls, status, title in _STATUS:
+        if isinstance(exc, cls):
+            return problem(
+                status, title, _detail(exc, status), **_extras(exc), instance=request.url.path
+            )
+    return _unexpected(request, exc)
+
+
+def _detail(exc: Exception, status: int) -> str:
+    if status == 503:
+        # Never leak connection strings or server messages.
+        return "the database is unreachable; retry shortly"
+    return getattr(exc, "message", None) or str(exc)
+
+
+def _extras(exc: Exception) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if getattr(exc, "field", None):
+        extra["field"] = exc.field  # type: ignore[attr-defined]
+    if getattr(exc, "errors", None):
+        extra["errors"] = exc.errors  # type: ignore[attr-defined]
+    location = getattr(exc, "location", None)
+    if location is not None:
+        extra["location"] = {"type": "Point", "coordinates": list(location)}
+    return extra
+
+
+def _validation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "", "message": "invalid request"}
+    detail = f"{first['field']}: {first['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return problem(422, "Invalid request", detail, errors=errors, instance=request.url.path)
+
+
+def _http_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
+        exc.status_code, "HTTP error"
+    )
+    return problem(exc.status_code, title, str(exc.detail), instance=request.url.path)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal server error", "an unexpected error occurred; it was logged")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+    handlers: dict[type[Exception], Callable[[Request, Exception], Response]] = {
+        RequestValidationError: _validation_handler,
+        StarletteHTTPException: _http_handler,
+        ServiceError: _domain_handler,
+        SpatialError: _domain_handler,
+        DBAPIError: _domain_handler,
+        embedded.EmbeddedDatabaseError: _domain_handler,
+        Exception: _unexpected,
+    }
+    for cls, handler in handlers.items():
+        app.add_exception_handler(cls, handler)

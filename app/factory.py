@@ -1,0 +1,53 @@
+"""``create_app(settings)``: builds the FastAPI app; the lifespan opens the database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import sessionmaker
+
+from app import __version__, errors
+from app.db import make_engine, migrate, resolve_database_url
+from app.limits import BodySizeLimit
+from app.routes import customers, health, layers, territories
+from app.settings import Settings
+
+DESCRIPTION = """
+Who owns this place, this customer, this market, and where nobody does.
+
+Territories (US states, counties and custom polygons) live in **layers** (one territory plan
+each). Customers are geocoded points with a value. Geometries are GeoJSON (RFC 7946):
+longitude first, WGS 84. Errors are `application/problem+json` naming the field, row or
+coordinate at fault.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app for ``settings`` (read from the environment when not given)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(resolve_database_url(settings), settings)
+        migrate(engine)
+        app.state.engine = engine
+        app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title=settings.api.title,
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    for module in (health, layers, territories, customers):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,152 @@
+"""ORM models: the PostGIS schema. It changes only through the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+TERRITORY_KINDS = ("state", "county", "custom")
+DECIDING_RULES = ("pinned", "only", "priority", "area", "id")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class Layer(Base):
+    """One territory plan ("states", "counties", "partners-2026", ...)."""
+
+    __tablename__ = "layers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        CheckConstraint(r"name ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'", name="layers_name_slug"),
+    )
+
+
+class Territory(Base):
+    """A polygonal territory of one layer; composed ones remember their parts."""
+
+    __tablename__ = "territories"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    layer_id: Mapped[int] = mapped_column(
+        ForeignKey("layers.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(Text, nullable=False, server_default="custom")
+    code: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    exclusive: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    properties: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    parts: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False
+    )
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        CheckConstraint(f"kind IN {TERRITORY_KINDS!r}", name="territories_kind"),
+        Index("ix_territories_layer_code", "layer_id", "code"),
+    )
+
+
+class Customer(Base):
+    """A geocoded customer (lon/lat point) with a value (revenue or potential)."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("POINT", srid=4326, spatial_index=True), nullable=False
+    )
+    value: Mapped[Decimal] = mapped_column(Numeric(18, 2), nullable=False, server_default=text("0"))
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Assignment(Base):
+    """Which territory of a layer owns a customer, and the rule that decided."""
+
+    __tablename__ = "assignments"
+
+    layer_id: Mapped[int] = mapped_column(
+        ForeignKey("layers.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    territory_id: Mapped[int] = mapped_column(
+        ForeignKey("territories.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    rule: Mapped[str] = mapped_column(Text, nullable=False)
+    pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    assigned_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint(f"rule IN {DECIDING_RULES!r}", name="assignments_rule"),
+        Index("ix_assignments_customer", "customer_id"),
+    )
+
+
+class Boundary(Base):
+    """A reference boundary (US state or county) that custom territories are composed from."""
+
+    __tablename__ = "boundaries"
+
+    fips: Mapped[str] = mapped_column(Text, primary_key=True)
+    level: Mapped[str] = mapped_column(Text, nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    state_fips: Mapped[str] = mapped_column(Text, nullable=False, index=True)
+    state_code: Mapped[str] = mapped_column(Text, nullable=False)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False
+    )
+
+    __table_args__ = (
+        CheckConstraint("level IN ('state', 'county')", name="boundaries_level"),
+        Index("ix_boundaries_state_code", "state_code"),
+    )

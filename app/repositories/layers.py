@@ -1,0 +1,81 @@
+"""SQL of the layer aggregate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.errors import ConflictError, NotFoundError
+from app.models import Layer, Territory
+
+
+def get_by_name(session: Session, *, name: str) -> Layer:
+    """The layer called ``name``; NotFoundError if there is none."""
+    layer = session.scalar(select(Layer).where(Layer.name == name))
+    if layer is None:
+        raise NotFoundError(f"layer '{name}' does not exist; GET /layers lists them", field="layer")
+    return layer
+
+
+def create(session: Session, *, name: str, title: str | None, description: str | None) -> Layer:
+    """Create a layer; ConflictError if the name is taken."""
+    layer = Layer(name=name, title=title, description=description)
+    session.add(layer)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise ConflictError(f"layer '{name}' already exists", field="name") from exc
+    session.refresh(layer)
+    return layer
+
+
+def ensure(session: Session, *, name: str, title: str | None, description: str | None) -> Layer:
+    """The layer called ``name``, created if missing."""
+    layer = session.scalar(select(Layer).where(Layer.name == name))
+    return layer or create(session, name=name, title=title, description=description)
+
+
+def summaries(session: Session, *, name: str | None = None) -> list[dict[str, Any]]:
+    """Layers with their territory count and bbox (degrees), optionally only one."""
+    extent = func.ST_Extent(Territory.geom)
+    stmt = (
+        select(
+            Layer,
+            func.count(Territory.id).label("territory_count"),
+            func.ST_XMin(extent).label("xmin"),
+            func.ST_YMin(extent).label("ymin"),
+            func.ST_XMax(extent).label("xmax"),
+            func.ST_YMax(extent).label("ymax"),
+        )
+        .outerjoin(Territory, Territory.layer_id == Layer.id)
+        .group_by(Layer.id)
+        .order_by(Layer.name)
+    )
+    if name is not None:
+        stmt = stmt.where(Layer.name == name)
+    rows = session.execute(stmt).all()
+    if name is not None and not rows:
+        get_by_name(session, name=name)  # raises the 404
+    return [
+        {
+            "layer": row.Layer,
+            "territory_count": row.territory_count,
+            "bbox": None if row.xmin is None else [row.xmin, row.ymin, row.xmax, row.ymax],
+        }
+        for row in rows
+    ]
+
+
+def remove(session: Session, *, name: str) -> None:
+    """Delete a layer with its territories and assignments."""
+    layer = get_by_name(session, name=name)
+    session.execute(delete(Layer).where(Layer.id == layer.id))
+
+
+def touch(session: Session, *, layer_id: int) -> None:
+    """Mark the layer changed (its updated_at moves)."""
+    session.execute(update(Layer).where(Layer.id == layer_id).values(updated_at=func.now()))

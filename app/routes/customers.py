@@ -1,0 +1,109 @@
+"""Customers: geocoded points with a value, upserted by external_id."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Request, UploadFile
+
+from app.customer_files import batch_from_file, batch_from_json_body
+from app.db import SessionDep
+from app.geojson import GeoJSONResponse, feature, feature_collection
+from app.repositories import customers as repo
+from app.routes.params import BboxDep, PageDep
+from app.schemas import CountsPublic
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+CustomersBody = Annotated[
+    list[dict[str, Any]] | dict[str, Any],
+    Body(
+        description=(
+            "A JSON array of customers, or a GeoJSON FeatureCollection of Points. "
+            "Each has external_id (unique; re-sending updates), lon/lat, optional name and value; "
+            "any other key is kept as an attribute."
+        ),
+        openapi_examples={
+            "array": {
+                "summary": "JSON array",
+                "value": [
+                    {
+                        "external_id": "acme-1",
+                        "name": "Acme",
+                        "lon": -122.42,
+                        "lat": 37.77,
+                        "value": 1200,
+                    },
+                ],
+            },
+            "geojson": {
+                "summary": "GeoJSON FeatureCollection",
+                "value": {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "geometry": {"type": "Point", "coordinates": [-73.99, 40.73]},
+                            "properties": {"external_id": "acme-2", "value": 800, "segment": "SMB"},
+                        }
+                    ],
+                },
+            },
+        },
+    ),
+]
+
+
+def customer_feature(row: dict[str, Any]) -> dict[str, Any]:
+    """A customer row as a Feature; attributes flattened under the fixed fields."""
+    props: dict[str, Any] = dict(row["attributes"] or {})
+    props.update(
+        external_id=row["external_id"],
+        name=row["name"],
+        value=float(row["value"]),
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+    )
+    return feature(row["id"], row["geometry"], props)
+
+
+@router.post("", response_model=CountsPublic)
+def upsert_customers(body: CustomersBody, session: SessionDep) -> CountsPublic:
+    """Insert or update customers by external_id, all or nothing."""
+    batch = batch_from_json_body(body)
+    inserted, updated = repo.upsert(session, batch=batch)
+    session.commit()
+    return CountsPublic(inserted=inserted, updated=updated, total=repo.count(session))
+
+
+@router.post("/import", response_model=CountsPublic)
+def import_customers(
+    file: Annotated[
+        UploadFile,
+        File(description="CSV (lon/lat, longitude/latitude or x/y columns), GeoJSON or GeoPackage"),
+    ],
+    session: SessionDep,
+) -> CountsPublic:
+    """Import a file of customers, all or nothing: any bad row rejects the whole file."""
+    batch = batch_from_file(file.filename or "", file.file.read(), file.content_type)
+    inserted, updated = repo.upsert(session, batch=batch)
+    session.commit()
+    return CountsPublic(inserted=inserted, updated=updated, total=repo.count(session))
+
+
+@router.get("", response_class=GeoJSONResponse)
+def list_customers(
+    request: Request, session: SessionDep, bbox: BboxDep, page: PageDep
+) -> GeoJSONResponse:
+    """Customers as a paged FeatureCollection."""
+    rows, matched = repo.list_features(session, bbox=bbox, limit=page.limit, offset=page.offset)
+    features = [customer_feature(r) for r in rows]
+    return GeoJSONResponse(
+        feature_collection(request, features, offset=page.offset, limit=page.limit, matched=matched)
+    )
+
+
+@router.get("/{customer_id}", response_class=GeoJSONResponse)
+def get_customer(customer_id: int, session: SessionDep) -> GeoJSONResponse:
+    """One customer as a Feature."""
+    return GeoJSONResponse(customer_feature(repo.get_feature(session, customer_id=customer_id)))

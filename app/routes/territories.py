@@ -1,0 +1,174 @@
+"""Territories of a layer, as GeoJSON Features."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, Response, status
+from pydantic import Discriminator, Tag
+
+from app.db import SessionDep
+from app.geojson import GeoJSONResponse, feature, feature_collection
+from app.repositories import layers
+from app.repositories import territories as repo
+from app.routes.params import BboxDep, PageDep, RepairQuery
+from app.schemas import TerritoryCompose, TerritoryFeature, TerritoryUpdate
+
+router = APIRouter(prefix="/layers/{layer}/territories", tags=["territories"])
+
+
+def _form(body: Any) -> str:
+    return "feature" if isinstance(body, dict) and body.get("type") == "Feature" else "compose"
+
+
+TerritoryBody = Annotated[
+    Annotated[TerritoryFeature, Tag("feature")] | Annotated[TerritoryCompose, Tag("compose")],
+    Discriminator(_form),
+    Body(
+        openapi_examples={
+            "feature": {
+                "summary": "A drawn polygon (GeoJSON Feature)",
+                "value": {
+                    "type": "Feature",
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": [
+                            [
+                                [-122.6, 37.2],
+                                [-121.7, 37.2],
+                                [-121.7, 38.0],
+                                [-122.6, 38.0],
+                                [-122.6, 37.2],
+                            ]
+                        ],
+                    },
+                    "properties": {"name": "Bay Area", "owner": "Acme Partners", "priority": 1},
+                },
+            },
+            "composed": {
+                "summary": "Composed from counties and states",
+                "value": {
+                    "name": "Sierra",
+                    "counties": ["06003", "06017"],
+                    "states": ["NV"],
+                    "owner": "Jane Doe",
+                    "exclusive": True,
+                },
+            },
+        }
+    ),
+]
+
+
+def territory_feature(row: dict[str, Any]) -> dict[str, Any]:
+    """A territory row (with GeoJSON geometry text) as a Feature; user properties flattened."""
+    props: dict[str, Any] = dict(row["properties"] or {})
+    props.update(
+        name=row["name"],
+        layer=row["layer"],
+        kind=row["kind"],
+        code=row["code"],
+        owner=row["owner"],
+        priority=row["priority"],
+        exclusive=row["exclusive"],
+        parts=row["parts"],
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+    )
+    return feature(row["id"], row["geometry"], props)
+
+
+def _respond(
+    session: SessionDep, layer_id: int, territory_id: int, code: int = 200
+) -> GeoJSONResponse:
+    row = repo.get_feature(session, layer_id=layer_id, territory_id=territory_id)
+    return GeoJSONResponse(territory_feature(row), status_code=code)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_class=GeoJSONResponse)
+def create_territory(
+    layer: str,
+    body: TerritoryBody,
+    request: Request,
+    session: SessionDep,
+    repair: RepairQuery = False,
+) -> GeoJSONResponse:
+    """Create a territory from a GeoJSON Feature, or composed from counties and/or states."""
+    target = layers.get_by_name(session, name=layer)
+    draft = body.to_draft(repair=repair)
+    territory_id = repo.create(session, layer_id=target.id, draft=draft)
+    layers.touch(session, layer_id=target.id)
+    session.commit()
+    out = _respond(session, target.id, territory_id, status.HTTP_201_CREATED)
+    out.headers["Location"] = str(
+        request.url_for("get_territory", layer=layer, territory_id=territory_id)
+    )
+    return out
+
+
+@router.get("", response_class=GeoJSONResponse)
+def list_territories(
+    layer: str, request: Request, session: SessionDep, bbox: BboxDep, page: PageDep
+) -> GeoJSONResponse:
+    """The layer's territories as a paged FeatureCollection (``next`` link, counts)."""
+    target = layers.get_by_name(session, name=layer)
+    rows, matched = repo.list_features(
+        session, layer_id=target.id, bbox=bbox, limit=page.limit, offset=page.offset
+    )
+    features = [territory_feature(r) for r in rows]
+    return GeoJSONResponse(
+        feature_collection(request, features, offset=page.offset, limit=page.limit, matched=matched)
+    )
+
+
+@router.get("/{territory_id}", response_class=GeoJSONResponse)
+def get_territory(layer: str, territory_id: int, session: SessionDep) -> GeoJSONResponse:
+    """One territory as a Feature."""
+    target = layers.get_by_name(session, name=layer)
+    return _respond(session, target.id, territory_id)
+
+
+@router.put("/{territory_id}", response_class=GeoJSONResponse)
+def replace_territory(
+    layer: str,
+    territory_id: int,
+    body: TerritoryBody,
+    session: SessionDep,
+    repair: RepairQuery = False,
+) -> GeoJSONResponse:
+    """Replace a territory whole (fields not given take their defaults)."""
+    target = layers.get_by_name(session, name=layer)
+    repo.replace(
+        session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
+    )
+    layers.touch(session, layer_id=target.id)
+    session.commit()
+    return _respond(session, target.id, territory_id)
+
+
+@router.patch("/{territory_id}", response_class=GeoJSONResponse)
+def patch_territory(
+    layer: str,
+    territory_id: int,
+    body: TerritoryUpdate,
+    session: SessionDep,
+    repair: RepairQuery = False,
+) -> GeoJSONResponse:
+    """Change some fields of a territory; a geometry or counties/states replace its shape."""
+    target = layers.get_by_name(session, name=layer)
+    repo.patch(
+        session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
+    )
+    layers.touch(session, layer_id=target.id)
+    session.commit()
+    return _respond(session, target.id, territory_id)
+
+
+@router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_territory(layer: str, territory_id: int, session: SessionDep) -> Response:
+    """Delete a territory."""
+    target = layers.get_by_name(session, name=layer)
+    repo.remove(session, layer_id=target.id, territory_id=territory_id)
+    layers.touch(session, layer_id=target.id)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

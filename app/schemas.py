@@ -1,0 +1,230 @@
+"""Pydantic schemas of the HTTP API, named by role and kept apart from the ORM models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from shapely.geometry import MultiPolygon
+
+from app.errors import InputError
+from spatial.geometry import polygonal_from_geojson
+
+LAYER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# Feature properties that are territory fields, not free-form user properties.
+TERRITORY_FIELDS = ("name", "owner", "priority", "exclusive")
+RESERVED_PROPERTIES = frozenset(
+    {*TERRITORY_FIELDS, "kind", "code", "layer", "parts", "created_at", "updated_at"}
+)
+
+
+# --- layers -------------------------------------------------------------------------------
+
+
+class LayerCreate(BaseModel):
+    """A new layer (one territory plan)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=LAYER_NAME_PATTERN,
+        description="URL-safe slug: lowercase letters, digits, '-', '_', '.'; at most 63 chars.",
+        examples=["partners-2026"],
+    )
+    title: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+
+
+class LayerPublic(BaseModel):
+    """A layer as the API shows it."""
+
+    name: str
+    title: str | None
+    description: str | None
+    territory_count: int
+    bbox: list[float] | None = Field(description="[minlon, minlat, maxlon, maxlat] in degrees")
+    created_at: datetime
+    updated_at: datetime
+    links: list[dict[str, str]]
+
+
+class LayerList(BaseModel):
+    """All layers."""
+
+    layers: list[LayerPublic]
+
+
+# --- territories --------------------------------------------------------------------------
+
+
+@dataclass
+class TerritoryDraft:
+    """A territory as parsed from any input form, ready for the repository."""
+
+    name: str | None = None
+    owner: str | None = None
+    priority: int | None = None
+    exclusive: bool | None = None
+    properties: dict[str, Any] | None = None
+    geometry: MultiPolygon | None = None
+    counties: list[str] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    provided: set[str] = field(default_factory=set)
+
+    @property
+    def composed(self) -> bool:
+        """True when the geometry comes from reference boundaries."""
+        return bool(self.counties or self.states)
+
+
+class _TerritoryFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str | None = Field(default=None, max_length=200, description="Rep or partner.")
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="Lower wins.")
+    exclusive: bool = False
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_reserved_properties(self) -> _TerritoryFields:
+        clash = sorted(RESERVED_PROPERTIES & set(self.properties))
+        if clash:
+            raise ValueError(f"properties may not use the reserved keys {clash}")
+        return self
+
+
+class TerritoryCompose(_TerritoryFields):
+    """A custom territory composed from reference boundaries (county FIPS and/or states)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    counties: list[str] = Field(default_factory=list, max_length=5000, examples=[["06001"]])
+    states: list[str] = Field(default_factory=list, max_length=60, examples=[["NV", "32"]])
+
+    @model_validator(mode="after")
+    def _has_parts(self) -> TerritoryCompose:
+        if not self.counties and not self.states:
+            raise ValueError(
+                "give counties and/or states to compose from, or send a GeoJSON Feature"
+            )
+        return self
+
+    def to_draft(self, *, repair: bool = False) -> TerritoryDraft:
+        """The draft this body describes."""
+        del repair  # composed geometry comes from valid reference boundaries
+        fields = self.model_dump(exclude={"counties", "states"})
+        return TerritoryDraft(
+            **fields,
+            counties=self.counties,
+            states=self.states,
+            provided=set(self.model_fields_set),
+        )
+
+
+class TerritoryFeature(BaseModel):
+    """A territory as a GeoJSON Feature; name, owner, priority, exclusive live in properties."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["Feature"]
+    id: int | str | None = None
+    geometry: dict[str, Any] | None
+    properties: dict[str, Any] | None = None
+
+    def to_draft(self, *, repair: bool = False) -> TerritoryDraft:
+        """The draft this feature describes (geometry validated; ``repair`` runs make_valid)."""
+        props = dict(self.properties or {})
+        fields = {k: props.pop(k) for k in TERRITORY_FIELDS if k in props}
+        for key in RESERVED_PROPERTIES - set(TERRITORY_FIELDS):
+            props.pop(key, None)  # read-only keys echoed back from a GET are ignored
+        checked = _TerritoryUpdateFields.model_validate_fields(fields)
+        if not checked.get("name"):
+            raise InputError("a territory Feature needs properties.name", field="properties.name")
+        if self.geometry is None:
+            raise InputError("a territory Feature needs a geometry", field="geometry")
+        geometry = polygonal_from_geojson(self.geometry, repair=repair, field="geometry")
+        return TerritoryDraft(
+            **checked, properties=props, geometry=geometry, provided={*fields, "properties"}
+        )
+
+
+class _TerritoryUpdateFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    owner: str | None = Field(default=None, max_length=200)
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+    exclusive: bool | None = None
+
+    @classmethod
+    def model_validate_fields(cls, fields: dict[str, Any]) -> dict[str, Any]:
+        """Validate feature properties that are territory fields, naming the property on error."""
+        try:
+            return cls.model_validate(fields).model_dump(exclude_unset=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InputError(
+                f"properties.{where}: {first['msg']}", field=f"properties.{where}"
+            ) from exc
+
+
+class TerritoryUpdate(_TerritoryUpdateFields):
+    """A partial change (PATCH): only the fields given change; a geometry or parts reshape."""
+
+    properties: dict[str, Any] | None = None
+    geometry: dict[str, Any] | None = Field(default=None, description="GeoJSON (Multi)Polygon")
+    counties: list[str] | None = Field(default=None, max_length=5000)
+    states: list[str] | None = Field(default=None, max_length=60)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> TerritoryUpdate:
+        if self.geometry is not None and (self.counties or self.states):
+            raise ValueError("give either a geometry or counties/states, not both")
+        clash = sorted(RESERVED_PROPERTIES & set(self.properties or {}))
+        if clash:
+            raise ValueError(f"properties may not use the reserved keys {clash}")
+        return self
+
+    def to_draft(self, *, repair: bool = False) -> TerritoryDraft:
+        """The draft of this partial change."""
+        provided = set(self.model_fields_set)
+        geometry = (
+            polygonal_from_geojson(self.geometry, repair=repair, field="geometry")
+            if self.geometry is not None
+            else None
+        )
+        for required in ("name", "priority", "exclusive"):
+            if required in provided and getattr(self, required) is None:
+                raise InputError(f"{required} cannot be null", field=required)
+        return TerritoryDraft(
+            name=self.name,
+            owner=self.owner,
+            priority=self.priority,
+            exclusive=self.exclusive,
+            properties=self.properties,
+            geometry=geometry,
+            counties=self.counties or [],
+            states=self.states or [],
+            provided=provided,
+        )
+
+
+TerritoryCreate = TerritoryFeature | TerritoryCompose
+
+
+class CountsPublic(BaseModel):
+    """Counts of an upsert."""
+
+    inserted: int
+    updated: int
+    total: int
+
+
+class HealthPublic(BaseModel):
+    """Service and database health."""
+
+    status: Literal["ok", "degraded"]
+    database: dict[str, Any]
+    version: str

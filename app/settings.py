@@ -1,0 +1,61 @@
+"""Settings, split by concern, all read from the environment with the ``TERRITORY_`` prefix.
+
+``DATABASE_URL`` (no prefix, the de-facto standard name) is accepted too: when neither it nor
+``TERRITORY_DATABASE_URL`` is set, the service runs its own embedded PostgreSQL + PostGIS cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "TERRITORY_"
+
+
+class DatabaseSettings(BaseSettings):
+    """Where the data lives: an external server, or the embedded cluster when ``url`` is unset."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+
+    url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TERRITORY_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL of a PostGIS database; unset = embedded cluster.",
+    )
+    pool_size: int = 5
+    statement_timeout_ms: int = 60_000
+
+
+class EmbeddedSettings(BaseSettings):
+    """The local PostgreSQL + PostGIS cluster the project starts itself."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}EMBEDDED_", extra="ignore")
+
+    data_dir: Path = PROJECT_ROOT / ".pgdata"
+    port: int = 55432
+    database: str = "territory"
+
+
+class ApiSettings(BaseSettings):
+    """HTTP behaviour: limits and paging."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}API_", extra="ignore")
+
+    max_body_bytes: int = 50 * 1024 * 1024
+    default_limit: int = 100
+    max_limit: int = 10_000
+    title: str = "Territory service"
+
+
+class Settings(BaseSettings):
+    """All settings of one service instance."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    data_dir: Path = PROJECT_ROOT / "data"

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Shared set-up of ./scripts/run and ./scripts/test: installs whatever is missing (system
+# packages for PostgreSQL + PostGIS, the Python venv with the project) and is quick when
+# nothing is. Works as root (CI) or as a user with sudo, on Debian or Ubuntu.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_missing() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+APT_UPDATED=0
+apt_install() {
+  local missing
+  missing=$(apt_missing "$@")
+  [ -z "$missing" ] && return 0
+  say "installing system packages: $(echo $missing)"
+  if [ "$APT_UPDATED" = 0 ]; then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    APT_UPDATED=1
+  fi
+  # shellcheck disable=SC2086
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+}
+
+pg_major() {
+  # The newest PostgreSQL server installed from the OS packages.
+  ls /usr/lib/postgresql 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -n 1
+}
+
+setup_system() {
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  if [ -z "$(pg_major)" ] || [ ! -x "/usr/lib/postgresql/$(pg_major)/bin/initdb" ]; then
+    apt_install postgresql
+  fi
+  apt_install "postgresql-$(pg_major)-postgis-3"
+}
+
+setup_python() {
+  local stamp="$VENV/.installed" want
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/territory" ]; then
+    return 0
+  fi
+  say "installing the project into $VENV"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  echo "$want" >"$stamp"
+}
+
+setup_all() {
+  setup_system
+  setup_python
+}

@@ -1,0 +1,105 @@
+"""Reading and validating input geometries: GeoJSON in, valid lon/lat (Multi)Polygons out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+from spatial.errors import (
+    CoordinateRangeError,
+    GeometryTypeError,
+    InvalidGeometryError,
+    MalformedGeometryError,
+)
+
+POLYGONAL_TYPES = ("Polygon", "MultiPolygon")
+_LOCATION = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
+
+
+def polygonal_from_geojson(
+    obj: Any, *, repair: bool = False, field: str = "geometry"
+) -> MultiPolygon:
+    """A valid, counter-clockwise MultiPolygon (degrees, EPSG:4326) from a GeoJSON geometry."""
+    geom = _read(obj, field)
+    if geom.geom_type not in POLYGONAL_TYPES:
+        raise GeometryTypeError(
+            f"a territory needs a Polygon or MultiPolygon, got {geom.geom_type}", field=field
+        )
+    check_coordinates(geom, field=field)
+    if geom.is_empty:
+        raise InvalidGeometryError("the geometry is empty", field=field)
+    if not geom.is_valid:
+        geom = _repaired(geom, field) if repair else _raise_invalid(geom, field)
+    return as_multipolygon(geom)
+
+
+def as_multipolygon(geom: BaseGeometry) -> MultiPolygon:
+    """The polygonal part of ``geom`` as a MultiPolygon, exteriors counter-clockwise (RFC 7946)."""
+    # Two levels of get_parts flatten a collection of MultiPolygons (what make_valid returns).
+    parts = shapely.get_parts(shapely.get_parts(geom))
+    polygons = [p for p in parts if isinstance(p, Polygon) and not p.is_empty]
+    return shapely.orient_polygons(MultiPolygon(polygons), exterior_cw=False)
+
+
+def check_coordinates(geom: BaseGeometry, *, field: str = "geometry") -> None:
+    """Raise if a coordinate is not finite or outside lon ±180 / lat ±90 (degrees)."""
+    coords = shapely.get_coordinates(geom)
+    bad = invalid_lonlat(coords[:, 0], coords[:, 1])
+    if bad.size:
+        lon, lat = coords[bad[0]]
+        raise CoordinateRangeError(
+            f"coordinate [{lon}, {lat}] is outside lon -180..180 / lat -90..90 or not a number "
+            "(GeoJSON positions are [longitude, latitude])",
+            field=field,
+        )
+
+
+def invalid_lonlat(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Indices of points whose lon/lat (degrees) is not finite or out of range."""
+    lon = np.asarray(lon, dtype=float)
+    lat = np.asarray(lat, dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+    return np.flatnonzero(~ok)
+
+
+def _read(obj: Any, field: str) -> BaseGeometry:
+    if not isinstance(obj, Mapping) or "type" not in obj:
+        raise MalformedGeometryError("expected a GeoJSON geometry object with a type", field=field)
+    if obj["type"] in POLYGONAL_TYPES and "coordinates" not in obj:
+        raise MalformedGeometryError(f"a {obj['type']} needs coordinates", field=field)
+    try:
+        return shape(obj)
+    except (ValueError, TypeError, IndexError, AttributeError, KeyError) as exc:
+        raise MalformedGeometryError(
+            f"not a readable GeoJSON geometry: {exc}", field=field
+        ) from exc
+    except shapely.errors.ShapelyError as exc:
+        raise MalformedGeometryError(
+            f"not a readable GeoJSON geometry: {exc}", field=field
+        ) from exc
+
+
+def _raise_invalid(geom: BaseGeometry, field: str) -> BaseGeometry:
+    reason = shapely.is_valid_reason(geom)
+    match = _LOCATION.search(reason)
+    location = (float(match.group(1)), float(match.group(2))) if match else None
+    raise InvalidGeometryError(
+        f"invalid geometry: {reason}; fix the rings, or send ?repair=true to repair it "
+        "with make_valid",
+        field=field,
+        location=location,
+    )
+
+
+def _repaired(geom: BaseGeometry, field: str) -> BaseGeometry:
+    fixed = as_multipolygon(shapely.make_valid(geom))
+    if fixed.is_empty:
+        raise InvalidGeometryError("the geometry has no area left after repair", field=field)
+    return fixed

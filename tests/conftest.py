@@ -1,0 +1,88 @@
+"""Test fixtures: a real PostGIS database (never a mock), fresh for every run.
+
+The database is ``territory_test`` on the embedded cluster, dropped and migrated from empty at
+the start of each run, or the one named by TERRITORY_TEST_DATABASE_URL. A skipped test fails
+the run: a database test that did not run proved nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app import embedded
+from app.boundaries import load as load_boundaries
+from app.db import make_engine, migrate
+from app.factory import create_app
+from app.settings import DatabaseSettings, EmbeddedSettings, Settings
+
+TEST_DATABASE = "territory_test"
+REFERENCE_LAYERS = ("states", "counties")
+
+
+def _test_database_url() -> str:
+    url = os.environ.get("TERRITORY_TEST_DATABASE_URL")
+    if url:
+        return url
+    cluster = EmbeddedSettings()
+    embedded.ensure_running(cluster)
+    embedded.wait_ready(cluster)
+    embedded.drop_database(cluster, TEST_DATABASE)
+    return embedded.ensure_database(cluster, TEST_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings pointing at the test database."""
+    return Settings(database=DatabaseSettings(url=_test_database_url()))
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    """A migrated engine on the test database, with the reference boundaries loaded."""
+    assert settings.database.url
+    eng = make_engine(settings.database.url, settings)
+    migrate(eng)
+    with Session(eng) as session:
+        load_boundaries(session, data_dir=settings.data_dir)
+        session.commit()
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session for checks made directly in SQL (the oracle)."""
+    with Session(engine) as s:
+        yield s
+
+
+@pytest.fixture
+def clean(engine: Engine) -> None:
+    """Remove what earlier tests wrote (custom layers, customers), keep reference data."""
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE customers, assignments"))
+        conn.execute(
+            text("DELETE FROM layers WHERE name <> ALL(:keep)"), {"keep": list(REFERENCE_LAYERS)}
+        )
+
+
+@pytest.fixture
+def client(settings: Settings, engine: Engine, clean: None) -> Iterator[TestClient]:
+    """An HTTP client on a freshly built app (lifespan run) over the test database."""
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any test was skipped."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and exitstatus == 0:
+        reporter.write_line(f"FAILED: {len(skipped)} test(s) skipped; a skipped test fails the run")
+        session.exitstatus = 1
