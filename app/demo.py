@@ -67,44 +67,62 @@ def _zip_table() -> _Zips:
     )
 
 
+# Segment thresholds are quantiles of the value distribution itself, so each customer's
+# segment depends on its own value only: z(0.95) = 1.645, z(0.75) = 0.674.
+_ENTERPRISE = VALUE_MEDIAN * np.exp(VALUE_SIGMA * 1.645)
+_MID_MARKET = VALUE_MEDIAN * np.exp(VALUE_SIGMA * 0.674)
+BLOCK = 10_000  # customers drawn per seeded block: the first N never depend on the total
+
+
 def _segments(value: np.ndarray) -> np.ndarray:
-    top5, top25 = np.quantile(value, [0.95, 0.75]) if value.size else (0.0, 0.0)
-    return np.where(value >= top5, "Enterprise", np.where(value >= top25, "Mid-Market", "SMB"))
+    return np.where(
+        value >= _ENTERPRISE, "Enterprise", np.where(value >= _MID_MARKET, "Mid-Market", "SMB")
+    )
 
 
-def generate(count: int, *, seed: int = 42) -> CustomerBatch:
-    """``count`` demo customers; the same seed always gives the same customers."""
-    rng = np.random.default_rng(seed)
-    zips = _zip_table()
+def _draw(zips: _Zips, rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
     pick = rng.choice(zips.code.size, size=count, p=zips.weight / zips.weight.sum())
     lat = zips.lat[pick] + rng.normal(0.0, JITTER_KM / _KM_PER_DEG_LAT, count)
     # A degree of longitude shrinks with cos(latitude); keep the jitter round in km.
     lon_scale = _KM_PER_DEG_LAT * np.cos(np.radians(zips.lat[pick]))
     lon = zips.lon[pick] + rng.normal(0.0, 1.0, count) * JITTER_KM / lon_scale
-    lat = np.clip(lat, -90.0, 90.0)
-    lon = (lon + 180.0) % 360.0 - 180.0
     value = np.round(rng.lognormal(np.log(VALUE_MEDIAN), VALUE_SIGMA, count), 2)
-    names = np.char.add(
-        np.char.add(np.char.add(_ADJECTIVES[rng.integers(0, _ADJECTIVES.size, count)], " "),
-                    np.char.add(_NOUNS[rng.integers(0, _NOUNS.size, count)], " ")),
-        _SUFFIXES[rng.integers(0, _SUFFIXES.size, count)],
-    )  # fmt: skip
-    segment = _segments(value)
+    words = [a[rng.integers(0, a.size, count)] for a in (_ADJECTIVES, _NOUNS, _SUFFIXES)]
+    return {
+        "pick": pick,
+        "lon": (lon + 180.0) % 360.0 - 180.0,
+        "lat": np.clip(lat, -90.0, 90.0),
+        "value": value,
+        "name": np.char.add(
+            np.char.add(np.char.add(words[0], " "), np.char.add(words[1], " ")), words[2]
+        ),
+    }
+
+
+def generate(count: int, *, seed: int = 42) -> CustomerBatch:
+    """``count`` demo customers; the same seed gives the same customers, whatever the count."""
+    zips = _zip_table()
+    # Every block draws BLOCK customers and the last is cut, so a prefix never changes.
+    blocks = [
+        _draw(zips, np.random.default_rng([seed, b]), BLOCK) for b in range(-(-count // BLOCK))
+    ]
+    cols = {k: np.concatenate([blk[k] for blk in blocks])[:count] for k in blocks[0]}
+    pick = cols["pick"]
     attributes = [
         {"zip": z, "city": c, "state": s, "segment": g, "demo": True}
         for z, c, s, g in zip(
             zips.code[pick].tolist(),
             zips.city[pick].tolist(),
             zips.state[pick].tolist(),
-            segment.tolist(),
+            _segments(cols["value"]).tolist(),
             strict=True,
         )
     ]
     return CustomerBatch(
         external_id=[f"demo-{i:07d}" for i in range(1, count + 1)],
-        name=names.tolist(),
-        lon=lon,
-        lat=lat,
-        value=value,
+        name=cols["name"].tolist(),
+        lon=cols["lon"],
+        lat=cols["lat"],
+        value=cols["value"],
         attributes=attributes,
     )

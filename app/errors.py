@@ -110,15 +110,22 @@ def _extras(exc: Exception) -> dict[str, Any]:
 
 def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
-        for err in exc.errors()
-    ]
+    errors = [_validation_entry(err) for err in exc.errors()]
     first = errors[0] if errors else {"field": "", "message": "invalid request"}
     detail = f"{first['field']}: {first['message']}"
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
     return problem(422, "Invalid request", detail, errors=errors, instance=request.url.path)
+
+
+def _validation_entry(err: dict[str, Any]) -> dict[str, Any]:
+    loc = err.get("loc", ())
+    if err.get("type") == "json_invalid":
+        # loc is ("body", character offset): say so instead of naming a field "body.17".
+        where = loc[1] if len(loc) > 1 else "?"
+        reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+        return {"field": "body", "message": f"not valid JSON at character {where}: {reason}"}
+    return {"field": ".".join(str(p) for p in loc), "message": err.get("msg", "")}
 
 
 def _http_handler(request: Request, exc: Exception) -> Response:

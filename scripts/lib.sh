@@ -38,9 +38,25 @@ pg_major() {
   ls /usr/lib/postgresql 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -n 1
 }
 
-setup_system() {
+PYTHON=python3
+python_ok() { "$1" -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+
+setup_python_interpreter() {
   command -v python3 >/dev/null || apt_install python3
-  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
+  python_ok python3 && return 0
+  # Debian 12 / Ubuntu 24.04 ship 3.11+ and need only the venv module; older Ubuntu has 3.11
+  # as a separate package.
+  if python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    apt_install python3-venv
+  else
+    apt_install python3.11 python3.11-venv
+    PYTHON=python3.11
+  fi
+  python_ok "$PYTHON" || { echo "need Python >= 3.11 with venv" >&2; return 1; }
+}
+
+setup_system() {
+  setup_python_interpreter
   if [ -z "$(pg_major)" ] || [ ! -x "/usr/lib/postgresql/$(pg_major)/bin/initdb" ]; then
     apt_install postgresql
   fi
@@ -54,9 +70,14 @@ setup_python() {
     return 0
   fi
   say "installing the project into $VENV"
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  local log="$VENV/pip.log"
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+    "$VENV/bin/python" -m pip install -e '.[dev]'; } >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "pip install failed; the whole log is in $log" >&2
+    return 1
+  fi
   echo "$want" >"$stamp"
 }
 

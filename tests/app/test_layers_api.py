@@ -56,3 +56,13 @@ def test_unknown_layer_is_404_everywhere(client: TestClient) -> None:
         response = client.request(method, path)
         assert response.status_code == 404, path
         assert "nope" in response.json()["detail"]
+
+
+def test_malformed_json_is_a_clear_422(client: TestClient) -> None:
+    response = client.post(
+        "/layers", content=b'{"name": ', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["errors"][0]["field"] == "body"
+    assert "not valid JSON at character" in problem["detail"]

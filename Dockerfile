@@ -1,0 +1,26 @@
+# Production image: the service against an external PostGIS (DATABASE_URL is required here;
+# the embedded cluster is a development convenience and is not in the image).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+RUN useradd --create-home --uid 10001 territory
+WORKDIR /srv/territory
+
+COPY pyproject.toml README.md alembic.ini ./
+COPY app ./app
+COPY spatial ./spatial
+COPY migrations ./migrations
+COPY data ./data
+# Editable: migrations/, alembic.ini and data/ are found next to the code.
+RUN pip install -e . && chown -R territory /srv/territory
+
+USER territory
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
+
+# Migrations run before the server starts; several replicas may start at once (advisory lock).
+CMD ["sh", "-c", "territory db upgrade && territory serve --host 0.0.0.0 --port 8000 --workers ${WORKERS:-2}"]

@@ -1,0 +1,62 @@
+"""The ``territory`` CLI against the test database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.settings import Settings
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch, settings: Settings, clean: None) -> CliRunner:
+    """A CLI runner whose commands use the test database."""
+    assert settings.database.url
+    monkeypatch.setenv("TERRITORY_DATABASE_URL", settings.database.url)
+    return CliRunner()
+
+
+def test_help_lists_the_commands(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("db", "boundaries", "customers", "serve", "demo"):
+        assert command in result.output
+    generate = runner.invoke(cli, ["customers", "generate", "--help"])
+    assert "Example: territory customers generate" in generate.output
+
+
+def test_db_upgrade_and_boundaries_load_are_idempotent(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(cli, ["boundaries", "load"])
+    assert result.exit_code == 0, result.output
+    assert "already loaded" in result.output
+
+
+def test_generate_upserts(runner: CliRunner, session: Session) -> None:
+    first = runner.invoke(cli, ["customers", "generate", "--count", "300", "--seed", "5"])
+    assert first.exit_code == 0, first.output
+    assert "300 inserted, 0 updated" in first.output
+    second = runner.invoke(cli, ["customers", "generate", "--count", "400", "--seed", "5"])
+    assert "100 inserted, 300 updated" in second.output
+    assert session.scalar(text("SELECT count(*) FROM customers")) == 400
+
+
+def test_import_good_and_bad_files(runner: CliRunner, session: Session, tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("external_id,lon,lat,value\na,-100,40,5\nb,-90,35,6\n")
+    result = runner.invoke(cli, ["customers", "import", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "2 inserted" in result.output
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("external_id,lon,lat\nc,-100,40\nd,-100,95\n")
+    result = runner.invoke(cli, ["customers", "import", str(bad)])
+    assert result.exit_code == 2
+    assert "row 3" in result.output
+    assert "Traceback" not in result.output
+    assert session.scalar(text("SELECT count(*) FROM customers")) == 2
