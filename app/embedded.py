@@ -8,9 +8,11 @@ on 127.0.0.1 only: the cluster is a developer convenience, never a production se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from app.settings import EmbeddedSettings
 _PG_ROOT = Path("/usr/lib/postgresql")
 _SUPERUSER = "postgres"
 _START_TIMEOUT_S = 60
+_PORT_FILE = "territory.port"  # in the cluster folder: the port it was started on
 
 
 class EmbeddedDatabaseError(RuntimeError):
@@ -79,6 +82,7 @@ def data_dir(settings: EmbeddedSettings) -> Path:
     return Path("/var/lib/postgresql") / f"territory-{tag}"
 
 
+@functools.cache
 def _postgres_can_reach(folder: Path) -> bool:
     # test -x fails too when any ancestor is not traversable: exactly what initdb would hit.
     probe = subprocess.run(_as_owner(["test", "-x", str(folder)]), capture_output=True, check=False)
@@ -117,6 +121,34 @@ def _is_running(bindir: Path, pgdata: Path) -> bool:
     return proc.returncode == 0
 
 
+def port(settings: EmbeddedSettings) -> int:
+    """The port the cluster listens on: recorded in its folder at start, else the configured one."""
+    try:
+        return int((data_dir(settings) / _PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return settings.port
+
+
+def _port_free(candidate: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            return False
+    return True
+
+
+def _choose_port(settings: EmbeddedSettings) -> int:
+    # Another checkout's cluster (or anything else) may hold the configured port: take the next
+    # free one and remember it, so every later command of this checkout finds the same server.
+    for candidate in (port(settings), *range(settings.port, settings.port + 100)):
+        if _port_free(candidate):
+            return candidate
+    raise EmbeddedDatabaseError(
+        f"no free port in {settings.port}..{settings.port + 99}; set TERRITORY_EMBEDDED_PORT"
+    )
+
+
 def _start(bindir: Path, pgdata: Path, port: int) -> None:
     # The socket lives in the data folder, so nothing outside the project is needed.
     options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={pgdata}"
@@ -140,13 +172,13 @@ def _start(bindir: Path, pgdata: Path, port: int) -> None:
 
 def server_dsn(settings: EmbeddedSettings, database: str = "postgres") -> str:
     """The libpq connection string of a database on the embedded cluster."""
-    return f"host=127.0.0.1 port={settings.port} user={_SUPERUSER} dbname={database}"
+    return f"host=127.0.0.1 port={port(settings)} user={_SUPERUSER} dbname={database}"
 
 
 def sqlalchemy_url(settings: EmbeddedSettings, database: str | None = None) -> str:
     """The SQLAlchemy URL of a database on the embedded cluster."""
     name = database or settings.database
-    return f"postgresql+psycopg://{_SUPERUSER}@127.0.0.1:{settings.port}/{name}"
+    return f"postgresql+psycopg://{_SUPERUSER}@127.0.0.1:{port(settings)}/{name}"
 
 
 def ensure_running(settings: EmbeddedSettings) -> None:
@@ -157,7 +189,9 @@ def ensure_running(settings: EmbeddedSettings) -> None:
         _prepare_dir(pgdata)
         _initdb(bindir, pgdata)
     if not _is_running(bindir, pgdata):
-        _start(bindir, pgdata, settings.port)
+        chosen = _choose_port(settings)
+        (pgdata / _PORT_FILE).write_text(f"{chosen}\n")
+        _start(bindir, pgdata, chosen)
 
 
 def ensure_database(settings: EmbeddedSettings, database: str | None = None) -> str:

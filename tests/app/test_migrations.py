@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -86,6 +88,13 @@ def test_models_differ_from_an_unmigrated_database(empty_engine: Engine) -> None
     assert len(_diffs(empty_engine)) >= len(TABLES)
 
 
-def test_embedded_url_points_at_the_cluster() -> None:
-    cluster = EmbeddedSettings(port=55999, database="x")
+def test_embedded_url_follows_the_recorded_port(tmp_path: Path) -> None:
+    cluster = EmbeddedSettings(port=55999, database="x", data_dir=tmp_path / "pg")
+    folder = embedded.data_dir(cluster)  # as root, maybe under /var/lib/postgresql instead
     assert embedded.sqlalchemy_url(cluster) == "postgresql+psycopg://postgres@127.0.0.1:55999/x"
+    folder.mkdir(parents=True)
+    try:
+        (folder / "territory.port").write_text("56010\n")
+        assert embedded.sqlalchemy_url(cluster) == "postgresql+psycopg://postgres@127.0.0.1:56010/x"
+    finally:
+        shutil.rmtree(folder)
