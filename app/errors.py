@@ -14,7 +14,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import embedded
@@ -65,6 +65,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (InputError, 422, "Invalid input"),
     (InvalidGeometryError, 422, "Invalid geometry"),
     (SpatialError, 422, "Invalid geometry"),
+    # Safety net for values only PostgreSQL knows it cannot store (NUL in text, ...).
+    (DataError, 422, "Invalid input"),
     (OperationalError, 503, "Database unavailable"),
     (embedded.EmbeddedDatabaseError, 503, "Database unavailable"),
 ]
@@ -93,6 +95,11 @@ def _detail(exc: Exception, status: int) -> str:
     if status == 503:
         # Never leak connection strings or server messages.
         return "the database is unreachable; retry shortly"
+    if isinstance(exc, DataError):
+        # The server's primary message names the problem (not the SQL, not the data).
+        primary = getattr(getattr(exc.orig, "diag", None), "message_primary", None)
+        reason = primary or str(exc.orig).splitlines()[0]  # client-side psycopg errors: no diag
+        return f"a value cannot be stored: {reason}"
     return getattr(exc, "message", None) or str(exc)
 
 

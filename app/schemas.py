@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -18,6 +19,20 @@ TERRITORY_FIELDS = ("name", "owner", "priority", "exclusive")
 RESERVED_PROPERTIES = frozenset(
     {*TERRITORY_FIELDS, "kind", "code", "layer", "parts", "created_at", "updated_at"}
 )
+
+
+def check_properties(properties: dict[str, Any]) -> None:
+    """ValueError unless the free-form properties are storable JSON without reserved keys."""
+    clash = sorted(RESERVED_PROPERTIES & set(properties))
+    if clash:
+        raise ValueError(f"properties may not use the reserved keys {clash}")
+    try:
+        # PostgreSQL's jsonb refuses NaN/Infinity and the NUL character: refuse them here first.
+        text = json.dumps(properties, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError("properties must be plain JSON: NaN and Infinity are not JSON") from exc
+    if "\\u0000" in text:
+        raise ValueError("properties may not contain the NUL character (\\u0000)")
 
 
 # --- layers -------------------------------------------------------------------------------
@@ -88,10 +103,8 @@ class _TerritoryFields(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _no_reserved_properties(self) -> _TerritoryFields:
-        clash = sorted(RESERVED_PROPERTIES & set(self.properties))
-        if clash:
-            raise ValueError(f"properties may not use the reserved keys {clash}")
+    def _storable_properties(self) -> _TerritoryFields:
+        check_properties(self.properties)
         return self
 
 
@@ -138,6 +151,10 @@ class TerritoryFeature(BaseModel):
         fields = {k: props.pop(k) for k in TERRITORY_FIELDS if k in props}
         for key in RESERVED_PROPERTIES - set(TERRITORY_FIELDS):
             props.pop(key, None)  # read-only keys echoed back from a GET are ignored
+        try:
+            check_properties(props)
+        except ValueError as exc:
+            raise InputError(str(exc), field="properties") from exc
         checked = _TerritoryUpdateFields.model_validate_fields(fields)
         if not checked.get("name"):
             raise InputError("a territory Feature needs properties.name", field="properties.name")
@@ -182,9 +199,7 @@ class TerritoryUpdate(_TerritoryUpdateFields):
     def _one_shape(self) -> TerritoryUpdate:
         if self.geometry is not None and (self.counties or self.states):
             raise ValueError("give either a geometry or counties/states, not both")
-        clash = sorted(RESERVED_PROPERTIES & set(self.properties or {}))
-        if clash:
-            raise ValueError(f"properties may not use the reserved keys {clash}")
+        check_properties(self.properties or {})
         return self
 
     def to_draft(self, *, repair: bool = False) -> TerritoryDraft:

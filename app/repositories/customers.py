@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.orm import Session
 
 from app.customer_files import CustomerBatch
-from app.errors import NotFoundError
+from app.errors import InputError, NotFoundError
 from app.models import Customer
 
 COPY_CHUNK = 50_000  # rows per progress callback while streaming into PostgreSQL
@@ -47,6 +48,20 @@ def upsert(
     session.execute(text(_STAGE))
     raw = session.connection().connection.driver_connection
     assert raw is not None
+    try:
+        _copy(raw, batch, progress)
+    except psycopg.DataError as exc:
+        # Values only PostgreSQL refuses (NUL characters, ...): the request's fault, not ours.
+        reason = str(exc).splitlines()[0]
+        raise InputError(f"a customer cannot be stored: {reason}", field="body") from exc
+    row = session.execute(text(_MERGE)).one()
+    session.execute(text("DROP TABLE customer_stage"))
+    return int(row.inserted), int(row.updated)
+
+
+def _copy(
+    raw: psycopg.Connection[Any], batch: CustomerBatch, progress: Callable[[int], None] | None
+) -> None:
     # COPY streams the batch in one round trip; a row-by-row INSERT would be ~50x slower.
     with (
         raw.cursor() as cur,
@@ -69,9 +84,6 @@ def upsert(
                 )
             if progress:
                 progress(stop - start)
-    row = session.execute(text(_MERGE)).one()
-    session.execute(text("DROP TABLE customer_stage"))
-    return int(row.inserted), int(row.updated)
 
 
 def _feature_columns() -> list[Any]:

@@ -10,7 +10,7 @@ from app.customer_files import batch_from_file, batch_from_json_body
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.repositories import customers as repo
-from app.routes.params import BboxDep, PageDep
+from app.routes.params import BboxDep, CustomerId, PageDep
 from app.schemas import CountsPublic
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -104,6 +104,6 @@ def list_customers(
 
 
 @router.get("/{customer_id}", response_class=GeoJSONResponse)
-def get_customer(customer_id: int, session: SessionDep) -> GeoJSONResponse:
+def get_customer(customer_id: CustomerId, session: SessionDep) -> GeoJSONResponse:
     """One customer as a Feature."""
     return GeoJSONResponse(customer_feature(repo.get_feature(session, customer_id=customer_id)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 
 from app.geojson import parse_bbox
 
@@ -39,6 +39,9 @@ def _page(
     return Page(limit=limit, offset=offset)
 
 
+BIGINT_MAX = 2**63 - 1  # ids are PostgreSQL bigints: larger numbers can name nothing
+TerritoryId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Territory id")]
+CustomerId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="Customer id")]
 BboxDep = Annotated[tuple[float, float, float, float] | None, Depends(_bbox)]
 PageDep = Annotated[Page, Depends(_page)]
 RepairQuery = Annotated[

@@ -11,7 +11,7 @@ from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.repositories import layers
 from app.repositories import territories as repo
-from app.routes.params import BboxDep, PageDep, RepairQuery
+from app.routes.params import BboxDep, PageDep, RepairQuery, TerritoryId
 from app.schemas import TerritoryCompose, TerritoryFeature, TerritoryUpdate
 
 router = APIRouter(prefix="/layers/{layer}/territories", tags=["territories"])
@@ -122,7 +122,7 @@ def list_territories(
 
 
 @router.get("/{territory_id}", response_class=GeoJSONResponse)
-def get_territory(layer: str, territory_id: int, session: SessionDep) -> GeoJSONResponse:
+def get_territory(layer: str, territory_id: TerritoryId, session: SessionDep) -> GeoJSONResponse:
     """One territory as a Feature."""
     target = layers.get_by_name(session, name=layer)
     return _respond(session, target.id, territory_id)
@@ -131,7 +131,7 @@ def get_territory(layer: str, territory_id: int, session: SessionDep) -> GeoJSON
 @router.put("/{territory_id}", response_class=GeoJSONResponse)
 def replace_territory(
     layer: str,
-    territory_id: int,
+    territory_id: TerritoryId,
     body: TerritoryBody,
     session: SessionDep,
     repair: RepairQuery = False,
@@ -149,7 +149,7 @@ def replace_territory(
 @router.patch("/{territory_id}", response_class=GeoJSONResponse)
 def patch_territory(
     layer: str,
-    territory_id: int,
+    territory_id: TerritoryId,
     body: TerritoryUpdate,
     session: SessionDep,
     repair: RepairQuery = False,
@@ -165,7 +165,7 @@ def patch_territory(
 
 
 @router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_territory(layer: str, territory_id: int, session: SessionDep) -> Response:
+def delete_territory(layer: str, territory_id: TerritoryId, session: SessionDep) -> Response:
     """Delete a territory."""
     target = layers.get_by_name(session, name=layer)
     repo.remove(session, layer_id=target.id, territory_id=territory_id)

@@ -155,3 +155,18 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/layers", "/layers/{layer}/territories", "/customers/import", "/health"} <= set(paths)
+
+
+def test_values_postgres_cannot_store_are_a_422(client: TestClient, session: Session) -> None:
+    body = [{"external_id": "n1", "name": "a\u0000b", "lon": 1, "lat": 1}]
+    response = client.post("/customers", json=body)
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["detail"]
+    assert _stored(session) == 0
+
+
+def test_nul_in_attributes_is_a_422(client: TestClient, session: Session) -> None:
+    body = [{"external_id": "n2", "lon": 1, "lat": 1, "note": "x\u0000"}]
+    response = client.post("/customers", json=body)
+    assert response.status_code == 422, response.text
+    assert _stored(session) == 0

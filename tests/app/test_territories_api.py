@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -253,3 +254,27 @@ def test_territory_of_another_layer_is_not_found(plan: TestClient) -> None:
     tid = plan.post(BASE, json=canonical.feature(canonical.SQUARE, name="a")).json()["id"]
     assert plan.get(f"/layers/states/territories/{tid}").status_code == 404
     assert plan.patch(f"/layers/states/territories/{tid}", json={"owner": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", f"{BASE}/99999999999999999999", None),
+        ("PATCH", f"{BASE}/0", {"owner": "x"}),
+        ("POST", BASE, {"name": "nul\u0000", "states": ["RI"]}),
+        ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", owner="a\u0000b")),
+        ("POST", BASE, {"name": "x", "states": ["RI"], "properties": {"note": "a\u0000"}}),
+        ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", x=float("nan"))),
+        ("POST", BASE, {"name": "x", "states": ["RI"], "priority": 10**30}),
+    ],
+)
+def test_odd_input_is_a_4xx_never_a_500(
+    plan: TestClient, session: Session, method: str, path: str, body: Any
+) -> None:
+    content = None if body is None else json.dumps(body).encode()  # json allows NaN, as clients do
+    response = plan.request(
+        method, path, content=content, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert _count(session) == 0
