@@ -1,5 +1,10 @@
 # Production image: the service against an external PostGIS (DATABASE_URL is required here;
 # the embedded cluster is a development convenience and is not in the image).
+FROM node:20-bookworm-slim AS assets
+WORKDIR /assets
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,6 +19,7 @@ COPY app ./app
 COPY spatial ./spatial
 COPY migrations ./migrations
 COPY data ./data
+COPY --from=assets /assets/node_modules ./node_modules
 # Editable: migrations/, alembic.ini and data/ are found next to the code.
 RUN pip install -e . && chown -R territory /srv/territory
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
-from app import __version__, errors
+from app import __version__, docs, errors
 from app.db import make_engine, migrate, resolve_database_url
 from app.limits import BodySizeLimit
 from app.routes import customers, health, layers, territories
@@ -44,9 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by app.docs from local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     errors.install(app)
+    docs.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     for module in (health, layers, territories, customers):
         app.include_router(module.router)

@@ -48,6 +48,7 @@ class ApiSettings(BaseSettings):
     default_limit: int = 100
     max_limit: int = 10_000
     title: str = "Territory service"
+    assets_dir: Path = PROJECT_ROOT / "node_modules"  # npm packages the service serves itself
 
 
 class Settings(BaseSettings):

@@ -81,7 +81,26 @@ setup_python() {
   echo "$want" >"$stamp"
 }
 
+setup_assets() {
+  # Front-end assets the service serves itself (Swagger UI for /docs), from the npm registry.
+  command -v npm >/dev/null || apt_install nodejs npm
+  local stamp="$ROOT/node_modules/.installed" want
+  want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  say "installing front-end assets (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" >"$stamp"
+}
+
+setup_browser() {
+  # Pages are tested in a real headless browser: Debian's chromium (Ubuntu: chromium-browser).
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium
+}
+
 setup_all() {
   setup_system
   setup_python
+  setup_assets
 }
