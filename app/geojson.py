@@ -7,14 +7,14 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 from app.errors import InputError
 
 GEOJSON = "application/geo+json"
 
 
-class GeoJSONResponse(Response):
+class GeoJSONResponse(JSONResponse):
     """``application/geo+json`` serialised with orjson; embeds PostGIS geometry text as is."""
 
     media_type = GEOJSON

@@ -243,3 +243,46 @@ class HealthPublic(BaseModel):
     status: Literal["ok", "degraded"]
     database: dict[str, Any]
     version: str
+
+
+# --- GeoJSON and problems (documented shapes of the responses) ----------------------------
+
+
+class LinkPublic(BaseModel):
+    """A link (rel self/next/prev/items)."""
+
+    rel: str
+    href: str
+    type: str | None = None
+
+
+class FeaturePublic(BaseModel):
+    """A GeoJSON Feature (RFC 7946: longitude first, WGS 84)."""
+
+    type: Literal["Feature"]
+    id: int
+    geometry: dict[str, Any] | None = Field(description="GeoJSON geometry")
+    properties: dict[str, Any]
+
+
+class FeatureCollectionPublic(BaseModel):
+    """A page of a GeoJSON FeatureCollection, with counts and paging links."""
+
+    type: Literal["FeatureCollection"]
+    numberMatched: int = Field(description="Features matching the query, over all pages")  # noqa: N815
+    numberReturned: int = Field(description="Features in this page")  # noqa: N815
+    features: list[FeaturePublic]
+    links: list[LinkPublic]
+
+
+class ProblemPublic(BaseModel):
+    """An RFC 9457 problem: what went wrong and which field, row or coordinate caused it."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    location: dict[str, Any] | None = Field(default=None, description="GeoJSON Point")
+    instance: str | None = None

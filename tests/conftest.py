@@ -105,7 +105,16 @@ def live_server(settings: Settings, engine: Engine) -> Iterator[str]:
     assert settings.database.url
     port = _free_port()
     env = {**os.environ, "TERRITORY_DATABASE_URL": settings.database.url}
-    cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     server = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -10,10 +10,10 @@ from app.customer_files import batch_from_file, batch_from_json_body
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.repositories import customers as repo
-from app.routes.params import BboxDep, CustomerId, PageDep
-from app.schemas import CountsPublic
+from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson
+from app.schemas import CountsPublic, FeatureCollectionPublic, FeaturePublic
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = APIRouter(prefix="/customers", tags=["customers"], responses=PROBLEMS)
 
 CustomersBody = Annotated[
     list[dict[str, Any]] | dict[str, Any],
@@ -91,7 +91,7 @@ def import_customers(
     return CountsPublic(inserted=inserted, updated=updated, total=repo.count(session))
 
 
-@router.get("", response_class=GeoJSONResponse)
+@router.get("", response_class=GeoJSONResponse, responses=geojson(FeatureCollectionPublic))
 def list_customers(
     request: Request, session: SessionDep, bbox: BboxDep, page: PageDep
 ) -> GeoJSONResponse:
@@ -103,7 +103,7 @@ def list_customers(
     )
 
 
-@router.get("/{customer_id}", response_class=GeoJSONResponse)
+@router.get("/{customer_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
 def get_customer(customer_id: CustomerId, session: SessionDep) -> GeoJSONResponse:
     """One customer as a Feature."""
     return GeoJSONResponse(customer_feature(repo.get_feature(session, customer_id=customer_id)))

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request, Response, status
 
 from app.db import SessionDep
 from app.repositories import layers as repo
+from app.routes.params import PROBLEMS
 from app.schemas import LayerCreate, LayerList, LayerPublic
 
-router = APIRouter(prefix="/layers", tags=["layers"])
+router = APIRouter(prefix="/layers", tags=["layers"], responses=PROBLEMS)
 
 
 def _public(request: Request, summary: dict[str, Any]) -> LayerPublic:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query
+from pydantic import BaseModel
 
 from app.geojson import parse_bbox
+from app.schemas import ProblemPublic
 
 MAX_LIMIT = 10_000
 
@@ -47,3 +49,23 @@ PageDep = Annotated[Page, Depends(_page)]
 RepairQuery = Annotated[
     bool, Query(description="Repair an invalid polygon with make_valid instead of rejecting it")
 ]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": ProblemPublic.model_json_schema()}},
+    }
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: _problem("Unknown layer, territory or customer"),
+    413: _problem("Request body too large"),
+    422: _problem("Invalid input: the problem names the field, row or coordinate"),
+    503: _problem("Database unavailable; retry after the Retry-After delay"),
+}
+
+
+def geojson(model: type[BaseModel], code: int = 200) -> dict[int | str, Any]:
+    """OpenAPI ``responses`` documenting a GeoJSON success with ``model``'s schema."""
+    return {code: {"description": "GeoJSON (RFC 7946)", "model": model}}

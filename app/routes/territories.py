@@ -11,10 +11,23 @@ from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.repositories import layers
 from app.repositories import territories as repo
-from app.routes.params import BboxDep, PageDep, RepairQuery, TerritoryId
-from app.schemas import TerritoryCompose, TerritoryFeature, TerritoryUpdate
+from app.routes.params import (
+    PROBLEMS,
+    BboxDep,
+    PageDep,
+    RepairQuery,
+    TerritoryId,
+    geojson,
+)
+from app.schemas import (
+    FeatureCollectionPublic,
+    FeaturePublic,
+    TerritoryCompose,
+    TerritoryFeature,
+    TerritoryUpdate,
+)
 
-router = APIRouter(prefix="/layers/{layer}/territories", tags=["territories"])
+router = APIRouter(prefix="/layers/{layer}/territories", tags=["territories"], responses=PROBLEMS)
 
 
 def _form(body: Any) -> str:
@@ -85,7 +98,12 @@ def _respond(
     return GeoJSONResponse(territory_feature(row), status_code=code)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_class=GeoJSONResponse)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_class=GeoJSONResponse,
+    responses=geojson(FeaturePublic, 201),
+)
 def create_territory(
     layer: str,
     body: TerritoryBody,
@@ -106,7 +124,7 @@ def create_territory(
     return out
 
 
-@router.get("", response_class=GeoJSONResponse)
+@router.get("", response_class=GeoJSONResponse, responses=geojson(FeatureCollectionPublic))
 def list_territories(
     layer: str, request: Request, session: SessionDep, bbox: BboxDep, page: PageDep
 ) -> GeoJSONResponse:
@@ -121,14 +139,14 @@ def list_territories(
     )
 
 
-@router.get("/{territory_id}", response_class=GeoJSONResponse)
+@router.get("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
 def get_territory(layer: str, territory_id: TerritoryId, session: SessionDep) -> GeoJSONResponse:
     """One territory as a Feature."""
     target = layers.get_by_name(session, name=layer)
     return _respond(session, target.id, territory_id)
 
 
-@router.put("/{territory_id}", response_class=GeoJSONResponse)
+@router.put("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
 def replace_territory(
     layer: str,
     territory_id: TerritoryId,
@@ -146,7 +164,7 @@ def replace_territory(
     return _respond(session, target.id, territory_id)
 
 
-@router.patch("/{territory_id}", response_class=GeoJSONResponse)
+@router.patch("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
 def patch_territory(
     layer: str,
     territory_id: TerritoryId,
