@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app import boundaries, demo
+from app import boundaries, demo, embedded
 from app.customer_files import batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
@@ -82,6 +82,22 @@ def db_upgrade() -> None:
     settings = Settings()
     _engine(settings).dispose()
     console.print("[green]database is at the newest schema[/green]")
+
+
+@db_cli.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL cluster (with DATABASE_URL set there is nothing to stop).
+
+    Example: territory db stop
+    """
+    settings = Settings()
+    if settings.database.url:
+        console.print("DATABASE_URL is set: the embedded cluster is not in use")
+        return
+    embedded.stop(settings.embedded)
+    console.print(
+        f"[green]stopped the embedded cluster in {embedded.data_dir(settings.embedded)}[/green]"
+    )
 
 
 @boundaries_cli.command("load")

@@ -1,0 +1,66 @@
+"""The embedded default: a PostgreSQL + PostGIS cluster created, started and stopped on demand."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from app import embedded
+from app.cli import cli
+from app.settings import EmbeddedSettings
+
+
+@pytest.fixture
+def scratch_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedSettings]:
+    """Settings of a cluster that does not exist yet; removed afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cluster = EmbeddedSettings(data_dir=tmp_path / "pg", port=port, database="scratch")
+    monkeypatch.delenv("TERRITORY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TERRITORY_EMBEDDED_DATA_DIR", str(cluster.data_dir))
+    monkeypatch.setenv("TERRITORY_EMBEDDED_PORT", str(port))
+    yield cluster
+    embedded.stop(cluster)
+    shutil.rmtree(embedded.data_dir(cluster), ignore_errors=True)
+
+
+def _answers(cluster: EmbeddedSettings) -> bool:
+    try:
+        with psycopg.connect(embedded.server_dsn(cluster), connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def test_cluster_is_created_started_and_stopped(scratch_cluster: EmbeddedSettings) -> None:
+    assert not _answers(scratch_cluster)
+    embedded.ensure_running(scratch_cluster)
+    embedded.wait_ready(scratch_cluster)
+    url = embedded.ensure_database(scratch_cluster)
+    assert url.endswith(f":{scratch_cluster.port}/scratch")
+    with psycopg.connect(embedded.server_dsn(scratch_cluster, "scratch")) as conn:
+        version = conn.execute("SELECT postgis_lib_version()").fetchone()
+    assert version and version[0].startswith("3.")
+    assert embedded.ensure_database(scratch_cluster) == url  # idempotent
+
+    result = CliRunner().invoke(cli, ["db", "stop"])
+    assert result.exit_code == 0, result.output
+    assert not _answers(scratch_cluster)
+
+    embedded.ensure_running(scratch_cluster)  # an existing cluster starts again
+    embedded.wait_ready(scratch_cluster)
+    assert _answers(scratch_cluster)
+
+
+def test_missing_binaries_say_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(embedded, "_PG_ROOT", Path("/nonexistent"))
+    with pytest.raises(embedded.EmbeddedDatabaseError, match="scripts/run"):
+        embedded.find_bindir()
