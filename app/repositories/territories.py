@@ -65,12 +65,16 @@ def list_features(
     return rows, int(session.scalar(count) or 0)
 
 
+def _not_found(territory_id: int) -> NotFoundError:
+    return NotFoundError(f"territory {territory_id} is not in this layer", field="id")
+
+
 def get_feature(session: Session, *, layer_id: int, territory_id: int) -> dict[str, Any]:
     """One territory (GeoJSON geometry text); NotFoundError if it is not in the layer."""
     stmt = _select_features(layer_id, None).where(Territory.id == territory_id)
     row = session.execute(stmt).first()
     if row is None:
-        raise NotFoundError(f"territory {territory_id} is not in this layer", field="id")
+        raise _not_found(territory_id)
     return dict(row._mapping)
 
 
@@ -149,26 +153,24 @@ def _shape_values(session: Session, draft: TerritoryDraft) -> dict[str, Any]:
     return {"geom": geom, "parts": None, "kind": "custom", "code": None}
 
 
-def create(session: Session, *, layer_id: int, draft: TerritoryDraft) -> int:
-    """Insert a territory from a full draft; returns its id."""
+def _full_values(session: Session, draft: TerritoryDraft) -> dict[str, Any]:
+    """Every column from a whole draft: what it does not give takes its default."""
     values = dict(_DEFAULTS)
-    values.update(
-        {
-            k: getattr(draft, k)
-            for k in _DEFAULTS
-            if k in draft.provided and getattr(draft, k) is not None
-        }
-    )
-    values.update(_shape_values(session, draft), name=draft.name, layer_id=layer_id)
-    stmt = insert(Territory).values(**values).returning(Territory.id)
+    values.update({k: v for k in _DEFAULTS if (v := getattr(draft, k)) is not None})
+    values.update(_shape_values(session, draft), name=draft.name)
+    return values
+
+
+def create(session: Session, *, layer_id: int, draft: TerritoryDraft) -> int:
+    """Insert a territory from a whole draft; returns its id."""
+    values = _full_values(session, draft)
+    stmt = insert(Territory).values(**values, layer_id=layer_id).returning(Territory.id)
     return int(session.execute(stmt).scalar_one())
 
 
 def replace(session: Session, *, layer_id: int, territory_id: int, draft: TerritoryDraft) -> None:
     """PUT: every field takes the draft's value or its default."""
-    values = dict(_DEFAULTS)
-    values.update({k: getattr(draft, k) for k in _DEFAULTS if getattr(draft, k) is not None})
-    values.update(_shape_values(session, draft), name=draft.name)
+    values = _full_values(session, draft)
     _update(session, layer_id=layer_id, territory_id=territory_id, values=values)
 
 
@@ -191,7 +193,7 @@ def _update(session: Session, *, layer_id: int, territory_id: int, values: dict[
         .returning(literal(1))
     )
     if session.execute(stmt).first() is None:
-        raise NotFoundError(f"territory {territory_id} is not in this layer", field="id")
+        raise _not_found(territory_id)
 
 
 def remove(session: Session, *, layer_id: int, territory_id: int) -> None:
@@ -202,4 +204,4 @@ def remove(session: Session, *, layer_id: int, territory_id: int) -> None:
         .returning(Territory.id)
     )
     if session.execute(stmt).first() is None:
-        raise NotFoundError(f"territory {territory_id} is not in this layer", field="id")
+        raise _not_found(territory_id)
