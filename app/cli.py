@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app import boundaries, demo, embedded
-from app.customer_files import batch_from_file
+from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
 from app.repositories import customers
@@ -71,6 +71,16 @@ def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def _store(make_batch: Callable[[], CustomerBatch]) -> None:
+    """Build a batch (its errors reported like any other) and upsert it in one transaction."""
+    with _session() as (_, session):
+        batch = make_batch()
+        with _progress("customers", len(batch)) as advance:
+            inserted, updated = customers.upsert(session, batch=batch, progress=advance)
+        session.commit()
+    console.print(f"[green]{inserted} inserted, {updated} updated[/green]")
 
 
 @db_cli.command("upgrade")
@@ -133,12 +143,7 @@ def customers_generate(
 
     Example: territory customers generate --count 1000000 --seed 7
     """
-    batch = demo.generate(count, seed=seed)
-    with _session() as (_, session):
-        with _progress("customers", len(batch)) as advance:
-            inserted, updated = customers.upsert(session, batch=batch, progress=advance)
-        session.commit()
-    console.print(f"[green]{inserted} inserted, {updated} updated[/green]")
+    _store(lambda: demo.generate(count, seed=seed))
 
 
 @customers_cli.command("import")
@@ -151,12 +156,7 @@ def customers_import(
 
     Example: territory customers import accounts.csv
     """
-    with _session() as (_, session):
-        batch = batch_from_file(file.name, file.read_bytes())
-        with _progress("customers", len(batch)) as advance:
-            inserted, updated = customers.upsert(session, batch=batch, progress=advance)
-        session.commit()
-    console.print(f"[green]{inserted} inserted, {updated} updated[/green]")
+    _store(lambda: batch_from_file(file.name, file.read_bytes()))
 
 
 @cli.command("demo")
