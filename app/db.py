@@ -34,12 +34,15 @@ def _normalise_url(url: str) -> str:
 
 def make_engine(url: str, settings: Settings) -> Engine:
     """An engine with a bounded pool and a statement timeout, so no request hangs forever."""
+    # JIT off: the planner costs a bbox page of 1,000 customers high enough to JIT-compile it,
+    # which doubled its time (bench/RESULTS.md); our queries are short and index-driven.
+    options = f"-c statement_timeout={settings.database.statement_timeout_ms} -c jit=off"
     return create_engine(
         url,
         pool_size=settings.database.pool_size,
         max_overflow=settings.database.pool_size,
         pool_pre_ping=True,
-        connect_args={"options": f"-c statement_timeout={settings.database.statement_timeout_ms}"},
+        connect_args={"options": options},
     )
 
 
