@@ -54,6 +54,7 @@ def test_self_intersection_is_repaired_on_request() -> None:
     assert geom.area == pytest.approx(0.5)  # two triangles of 1/4 each
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NaN case
 @pytest.mark.parametrize(
     ("geometry", "error"),
     [
