@@ -31,7 +31,9 @@ from app.errors import InputError, UnsupportedMediaError
 from spatial.geometry import invalid_lonlat
 
 MAX_ERRORS = 100  # entries in InputError.errors; the message still counts every bad row
+MAX_ID_LENGTH = 256  # characters: an external_id is a key, and btree index entries are bounded
 MAX_VALUE = 1e15  # customers.value is NUMERIC(18, 2): 16 digits before the point, keep a margin
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what JSON serialisers and JSONB round-trip
 _SHOWN = 3  # errors quoted in the message itself
 
 # Accepted spellings of each known field, best first; matched after strip() and lower().
@@ -67,7 +69,9 @@ _FORMATS_BY_CONTENT_TYPE = {
     "application/geopackage+sqlite3": "gpkg",
 }
 _SUPPORTED = "CSV (.csv), GeoJSON (.geojson or .json) or GeoPackage (.gpkg)"
+# "3 items have errors" but "appears in indexes 0 and 2": each reads as English does.
 _COUNT_NOUNS = {"row": "rows", "feature": "features", "index": "items"}
+_POSITION_NOUNS = {"row": "rows", "feature": "features", "index": "indexes"}
 _COORDINATE_NOUNS = {"lon": "longitude", "lat": "latitude"}
 _COLUMN_NOUNS = {"external_id": "external_id", **_COORDINATE_NOUNS}
 
@@ -258,7 +262,7 @@ def _report_duplicates(raw: _Raw, ids: list[str | None], errors: _Errors) -> Non
 
 
 def _both(label: str, first: int, second: int) -> str:
-    plural = {"row": "rows", "feature": "features", "index": "indexes"}.get(label, f"{label}s")
+    plural = _POSITION_NOUNS.get(label, f"{label}s")
     return f"{plural} {first} and {second}"
 
 
@@ -279,8 +283,25 @@ def _texts(
                 continue
         if text is None and required and item is not _SKIP:
             errors.add(position, field_name, f"{field_name} is missing")
+        elif text is not None and (problem := _unstorable(text, field_name)):
+            errors.add(position, field_name, f"{field_name} {problem}")
+            text = None
         result.append(text)
     return result
+
+
+def _unstorable(text: str, field_name: str) -> str | None:
+    """Why PostgreSQL could not store ``text`` (or index it, for external_id); None if it can."""
+    if field_name == "external_id" and len(text) > MAX_ID_LENGTH:
+        return f"is {len(text)} characters long; at most {MAX_ID_LENGTH}"
+    if "\x00" in text:
+        return "contains the NUL character, which PostgreSQL cannot store"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode (a lone surrogate escape such as \\ud800)"
+    return None
 
 
 def _text(item: Any) -> str | None:
@@ -463,7 +484,7 @@ def _attributes(
     result: dict[str, Any] = {}
     for key, item in pairs:
         try:
-            result[str(key)] = _jsonable(item)
+            result[_jsonable(str(key))] = _jsonable(item)
         except TypeError as exc:
             errors.add(position, str(key), f"{key!s} {exc}")
     return result
@@ -473,7 +494,17 @@ def _jsonable(item: Any) -> Any:
     """``item`` as plain JSON values; NaN becomes None, dates ISO strings; TypeError if none."""
     if isinstance(item, np.generic):
         item = item.item()  # numpy scalar -> the Python one
-    if item is None or isinstance(item, str | bool | int):
+    if isinstance(item, str):
+        if problem := _unstorable(item, "attribute"):
+            raise TypeError(problem)
+        return item
+    if (
+        isinstance(item, int)
+        and not isinstance(item, bool)
+        and not _INT64_MIN <= item <= _INT64_MAX
+    ):
+        raise TypeError(f"has the integer {item}, beyond 64 bits; send it as a string")
+    if item is None or isinstance(item, bool | int):
         return item
     if isinstance(item, float | Decimal):
         number = float(item)
@@ -481,7 +512,7 @@ def _jsonable(item: Any) -> Any:
     if isinstance(item, datetime | date | time):
         return item.isoformat()
     if isinstance(item, Mapping):
-        return {str(k): _jsonable(v) for k, v in item.items()}
+        return {_jsonable(str(k)): _jsonable(v) for k, v in item.items()}
     if isinstance(item, list | tuple):
         return [_jsonable(v) for v in item]
     raise TypeError(f"has a value of type {type(item).__name__}, which cannot be stored as JSON")
@@ -599,13 +630,27 @@ def _raw_from_csv(text: str, source: str) -> _Raw:
     width = len(header)
     # Numbered as a spreadsheet shows them (the header is row 1, a quoted multi-line cell is
     # one row). Blank rows are skipped but still counted, so the numbers stay the file's.
-    for number, row in enumerate(reader, start=2):
-        if not any(row) or (len(row) != width and not any(cell.strip() for cell in row)):
-            continue
-        rows.append(row if len(row) == width else _fit(row, width, len(rows), raw.errors))
-        raw.numbers.append(number)
+    try:
+        for number, row in enumerate(reader, start=2):
+            if not any(row) or (len(row) != width and not any(cell.strip() for cell in row)):
+                continue
+            rows.append(row if len(row) == width else _fit(row, width, len(rows), raw.errors))
+            raw.numbers.append(number)
+    except csv.Error as exc:  # e.g. a cell over csv.field_size_limit() characters
+        raise InputError(
+            f"{source!r}, line {reader.line_num}: {exc}; nothing was imported", field=source
+        ) from exc
     _csv_fill(raw, rows, header, keys)
+    if "\x00" in text:  # rare: find the rows only then, one cheap test for the whole file
+        _report_nul_cells(raw, rows, header)
     return raw
+
+
+def _report_nul_cells(raw: _Raw, rows: list[list[str]], header: list[str]) -> None:
+    for position, row in enumerate(rows):
+        for name, cell in zip(header, row, strict=False):
+            if "\x00" in cell:
+                raw.errors.add(position, name or "cell", f"{name} contains the NUL character")
 
 
 def _delimiter(text: str) -> str:

@@ -51,8 +51,9 @@ def _zip_table() -> _Zips:
         if r["active"]
         and r["zip_code_type"] == "STANDARD"
         and r["state"] not in _EXCLUDED_STATES
-        and r["lat"]
-        and r["long"]
+        # Some entries carry "0" for an unknown centroid: that is the Gulf of Guinea.
+        and float(r["lat"] or 0) != 0
+        and float(r["long"] or 0) != 0
     ]
     city_key = np.array([f"{r['state']}|{r['city']}" for r in rows])
     _, inverse, counts = np.unique(city_key, return_inverse=True, return_counts=True)

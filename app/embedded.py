@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from app.settings import EmbeddedSettings
 
@@ -200,7 +201,7 @@ def ensure_database(settings: EmbeddedSettings, database: str | None = None) -> 
     with psycopg.connect(server_dsn(settings), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     with psycopg.connect(server_dsn(settings, name), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
     return sqlalchemy_url(settings, name)
@@ -209,7 +210,9 @@ def ensure_database(settings: EmbeddedSettings, database: str | None = None) -> 
 def drop_database(settings: EmbeddedSettings, database: str) -> None:
     """Drop a database of the embedded cluster (used by the tests for a clean start)."""
     with psycopg.connect(server_dsn(settings), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
 
 
 def stop(settings: EmbeddedSettings) -> None:

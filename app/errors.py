@@ -18,10 +18,11 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import embedded
-from spatial.errors import InvalidGeometryError, SpatialError
+from spatial.errors import SpatialError
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+_BODY_UNREADABLE = "There was an error parsing the body"  # FastAPI's words for a body it can't read
 
 
 class ServiceError(Exception):
@@ -63,10 +64,11 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (PayloadTooLargeError, 413, "Payload too large"),
     (UnsupportedMediaError, 415, "Unsupported media type"),
     (InputError, 422, "Invalid input"),
-    (InvalidGeometryError, 422, "Invalid geometry"),
     (SpatialError, 422, "Invalid geometry"),
-    # Safety net for values only PostgreSQL knows it cannot store (NUL in text, ...).
+    # Safety nets for values only PostgreSQL knows it cannot store (NUL in text, lone
+    # surrogates, an index entry too large, ...).
     (DataError, 422, "Invalid input"),
+    (UnicodeEncodeError, 422, "Invalid input"),
     (OperationalError, 503, "Database unavailable"),
     (embedded.EmbeddedDatabaseError, 503, "Database unavailable"),
 ]
@@ -83,6 +85,9 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
 
 
 def _domain_handler(request: Request, exc: Exception) -> Response:
+    if _is_limit_exceeded(exc):
+        detail = "a value is too large for the database to store or index; send a shorter one"
+        return problem(422, "Invalid input", detail, instance=request.url.path)
     for cls, status, title in _STATUS:
         if isinstance(exc, cls):
             return problem(
@@ -91,10 +96,19 @@ def _domain_handler(request: Request, exc: Exception) -> Response:
     return _unexpected(request, exc)
 
 
+def _is_limit_exceeded(exc: Exception) -> bool:
+    # SQLSTATE class 54 (program limit exceeded, e.g. an index row too large) is the request's
+    # fault; psycopg files it under OperationalError, which otherwise means "no database".
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+    return isinstance(exc, OperationalError) and sqlstate.startswith("54")
+
+
 def _detail(exc: Exception, status: int) -> str:
     if status == 503:
         # Never leak connection strings or server messages.
         return "the database is unreachable; retry shortly"
+    if isinstance(exc, UnicodeEncodeError):
+        return "text must be valid Unicode: a lone surrogate escape such as \\ud800 is not"
     if isinstance(exc, DataError):
         # The server's primary message names the problem (not the SQL, not the data).
         primary = getattr(getattr(exc.orig, "diag", None), "message_primary", None)
@@ -137,6 +151,9 @@ def _validation_entry(err: dict[str, Any]) -> dict[str, Any]:
 
 def _http_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _BODY_UNREADABLE:
+        detail = "the body cannot be read: send UTF-8 JSON (or multipart for files)"
+        return problem(422, "Invalid request", detail, field="body", instance=request.url.path)
     title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
         exc.status_code, "HTTP error"
     )
@@ -157,6 +174,7 @@ def install(app: FastAPI) -> None:
         SpatialError: _domain_handler,
         DBAPIError: _domain_handler,
         embedded.EmbeddedDatabaseError: _domain_handler,
+        UnicodeEncodeError: _domain_handler,
         Exception: _unexpected,
     }
     for cls, handler in handlers.items():

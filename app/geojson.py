@@ -30,22 +30,14 @@ def _default(obj: Any) -> Any:
     raise TypeError
 
 
-def feature(
-    fid: int,
-    geometry_json: str | None,
-    properties: dict[str, Any],
-    links: list[dict[str, str]] | None = None,
-) -> dict[str, Any]:
+def feature(fid: int, geometry_json: str | None, properties: dict[str, Any]) -> dict[str, Any]:
     """A Feature whose geometry is GeoJSON text from ``ST_AsGeoJSON`` (not parsed again)."""
-    out: dict[str, Any] = {
+    return {
         "type": "Feature",
         "id": fid,
         "geometry": orjson.Fragment(geometry_json) if geometry_json else None,
         "properties": properties,
     }
-    if links:
-        out["links"] = links
-    return out
 
 
 def page_links(request: Request, *, offset: int, limit: int, matched: int) -> list[dict[str, str]]:

@@ -13,10 +13,12 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     Numeric,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -86,6 +88,8 @@ class Territory(Base):
     __table_args__ = (
         CheckConstraint(f"kind IN {TERRITORY_KINDS!r}", name="territories_kind"),
         Index("ix_territories_layer_code", "layer_id", "code"),
+        # Lets an assignment's territory be tied to the assignment's layer (composite FK).
+        UniqueConstraint("id", "layer_id", name="uq_territories_id_layer"),
     )
 
 
@@ -119,15 +123,20 @@ class Assignment(Base):
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     )
-    territory_id: Mapped[int] = mapped_column(
-        ForeignKey("territories.id", ondelete="CASCADE"), nullable=False, index=True
-    )
+    territory_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
     rule: Mapped[str] = mapped_column(Text, nullable=False)
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     assigned_at: Mapped[datetime] = _created()
 
     __table_args__ = (
         CheckConstraint(f"rule IN {DECIDING_RULES!r}", name="assignments_rule"),
+        # The owning territory belongs to the assignment's layer, and goes with it.
+        ForeignKeyConstraint(
+            ["territory_id", "layer_id"],
+            ["territories.id", "territories.layer_id"],
+            ondelete="CASCADE",
+            name="fk_assignments_territory_layer",
+        ),
         Index("ix_assignments_customer", "customer_id"),
     )
 

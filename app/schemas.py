@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from shapely.geometry import MultiPolygon
 
@@ -27,8 +28,14 @@ def check_properties(properties: dict[str, Any]) -> None:
     if clash:
         raise ValueError(f"properties may not use the reserved keys {clash}")
     try:
-        # PostgreSQL's jsonb refuses NaN/Infinity and the NUL character: refuse them here first.
+        # PostgreSQL's jsonb refuses NaN/Infinity and the NUL character, and orjson (our
+        # output) integers beyond 64 bits: refuse them here, before anything is written.
+        orjson.dumps(properties)
         text = json.dumps(properties, allow_nan=False)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(
+            f"properties must be plain JSON ({exc}); send big numbers as strings"
+        ) from exc
     except ValueError as exc:
         raise ValueError("properties must be plain JSON: NaN and Infinity are not JSON") from exc
     if "\\u0000" in text:
@@ -197,8 +204,13 @@ class TerritoryUpdate(_TerritoryUpdateFields):
 
     @model_validator(mode="after")
     def _one_shape(self) -> TerritoryUpdate:
+        given = self.model_fields_set
         if self.geometry is not None and (self.counties or self.states):
             raise ValueError("give either a geometry or counties/states, not both")
+        if "geometry" in given and self.geometry is None:
+            raise ValueError("geometry cannot be null; leave it out to keep the shape")
+        if given & {"counties", "states"} and not (self.counties or self.states):
+            raise ValueError("counties/states are empty: give at least one, or leave both out")
         check_properties(self.properties or {})
         return self
 
@@ -224,9 +236,6 @@ class TerritoryUpdate(_TerritoryUpdateFields):
             states=self.states or [],
             provided=provided,
         )
-
-
-TerritoryCreate = TerritoryFeature | TerritoryCompose
 
 
 class CountsPublic(BaseModel):

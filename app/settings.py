@@ -40,13 +40,11 @@ class EmbeddedSettings(BaseSettings):
 
 
 class ApiSettings(BaseSettings):
-    """HTTP behaviour: limits and paging."""
+    """HTTP behaviour: the body size limit, the title, the assets served."""
 
     model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}API_", extra="ignore")
 
     max_body_bytes: int = 50 * 1024 * 1024
-    default_limit: int = 100
-    max_limit: int = 10_000
     title: str = "Territory service"
     assets_dir: Path = PROJECT_ROOT / "node_modules"  # npm packages the service serves itself
 

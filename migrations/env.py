@@ -15,7 +15,8 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    # A connection handed in by the caller (app.db.migrate) wins; otherwise resolve settings.
+    # Used only without a connection handed in (app.db.migrate hands one in): an explicit
+    # sqlalchemy.url, else the app's settings (DATABASE_URL or the embedded cluster).
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url

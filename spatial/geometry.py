@@ -26,7 +26,8 @@ def polygonal_from_geojson(
     obj: Any, *, repair: bool = False, field: str = "geometry"
 ) -> MultiPolygon:
     """A valid, counter-clockwise MultiPolygon (degrees, EPSG:4326) from a GeoJSON geometry."""
-    geom = _read(obj, field)
+    # RFC 7946 positions may carry an altitude; territories are 2D, so it is dropped.
+    geom = shapely.force_2d(_read(obj, field))
     if geom.geom_type not in POLYGONAL_TYPES:
         raise GeometryTypeError(
             f"a territory needs a Polygon or MultiPolygon, got {geom.geom_type}", field=field

@@ -16,13 +16,14 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app import embedded
 from app.boundaries import load as load_boundaries
-from app.db import make_engine, migrate
+from app.db import alembic_config, make_engine, migrate
 from app.factory import create_app
 from app.settings import DatabaseSettings, EmbeddedSettings, Settings
 
@@ -39,6 +40,14 @@ def _test_database_url() -> str:
     embedded.wait_ready(cluster)
     embedded.drop_database(cluster, TEST_DATABASE)
     return embedded.ensure_database(cluster, TEST_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head
+    return head
 
 
 @pytest.fixture(scope="session")

@@ -543,3 +543,26 @@ def test_external_ids_become_stripped_strings(raw: Any, expected: str) -> None:
     batch = batch_from_records([{"external_id": raw, "lon": 0, "lat": 0}])
 
     assert batch.external_id == [expected]
+
+
+def test_values_postgres_cannot_store_are_named_by_row() -> None:
+    records = [
+        {"external_id": "x" * 257, "lon": 0, "lat": 0},
+        {"external_id": "ok-1", "lon": 0, "lat": 0, "big": 10**30},
+        {"external_id": "s\ud800", "lon": 0, "lat": 0},
+        {"external_id": "ok-2", "lon": 0, "lat": 0, "k\ud800": 1},
+        {"external_id": "ok-3", "lon": 0, "lat": 0, "note": "a\x00b"},
+        {"external_id": "ok-4", "lon": 0, "lat": 0, "fine": 2**63 - 1},
+    ]
+    with pytest.raises(InputError) as err:
+        batch_from_json_body(records)
+    assert sorted({e["index"] for e in err.value.errors}) == [0, 1, 2, 3, 4]
+
+
+def test_nul_and_oversized_csv_cells_are_input_errors() -> None:
+    with pytest.raises(InputError) as err:
+        batch_from_file("c.csv", b"external_id,lon,lat,note\na,1,1,x\x00y\n")
+    assert [(e["row"], e["field"]) for e in err.value.errors] == [(2, "note")]
+    huge = b"external_id,lon,lat,note\na,1,1," + b"x" * 200_000 + b"\n"
+    with pytest.raises(InputError, match="line"):
+        batch_from_file("c.csv", huge)

@@ -144,11 +144,11 @@ def test_list_and_get(client: TestClient) -> None:
     assert client.get("/customers/999999999").status_code == 404
 
 
-def test_health_reports_the_database(client: TestClient) -> None:
+def test_health_reports_the_database(client: TestClient, head_revision: str) -> None:
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["database"]["status"] == "ok"
-    assert body["database"]["schema_revision"] == "0001"
+    assert body["database"]["schema_revision"] == head_revision
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:

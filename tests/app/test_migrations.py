@@ -12,6 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import Engine, create_engine, inspect, pool, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from app import embedded
 from app.db import alembic_config, migrate
@@ -54,12 +56,14 @@ def _diffs(engine: Engine) -> list[object]:
         return list(compare_metadata(context, Base.metadata))
 
 
-def test_migrating_an_empty_database_creates_every_table(empty_engine: Engine) -> None:
+def test_migrating_an_empty_database_creates_every_table(
+    empty_engine: Engine, head_revision: str
+) -> None:
     migrate(empty_engine)
     tables = set(inspect(empty_engine).get_table_names())
     assert tables >= TABLES
     with empty_engine.connect() as conn:
-        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == head_revision
         gist = conn.scalars(
             text("SELECT indexname FROM pg_indexes WHERE indexdef ILIKE '%USING gist%'")
         ).all()
@@ -98,3 +102,29 @@ def test_embedded_url_follows_the_recorded_port(tmp_path: Path) -> None:
         assert embedded.sqlalchemy_url(cluster) == "postgresql+psycopg://postgres@127.0.0.1:56010/x"
     finally:
         shutil.rmtree(folder)
+
+
+def test_an_assignment_must_point_into_its_own_layer(session: Session) -> None:
+    rows = session.execute(
+        text(
+            "SELECT (SELECT id FROM layers WHERE name = 'states'), "
+            "(SELECT t.id FROM territories t JOIN layers l ON l.id = t.layer_id "
+            "WHERE l.name = 'counties' LIMIT 1)"
+        )
+    ).one()
+    session.execute(
+        text(
+            "INSERT INTO customers (external_id, geom) "
+            "VALUES ('fk-probe', ST_SetSRID(ST_MakePoint(0, 0), 4326))"
+        )
+    )
+    with pytest.raises(IntegrityError, match="fk_assignments_territory_layer"):
+        session.execute(
+            text(
+                "INSERT INTO assignments (layer_id, customer_id, territory_id, rule) "
+                "SELECT :layer, id, :territory, 'only' FROM customers "
+                "WHERE external_id = 'fk-probe'"
+            ),
+            {"layer": rows[0], "territory": rows[1]},
+        )
+    session.rollback()

@@ -266,6 +266,10 @@ def test_territory_of_another_layer_is_not_found(plan: TestClient) -> None:
         ("POST", BASE, {"name": "x", "states": ["RI"], "properties": {"note": "a\u0000"}}),
         ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", x=float("nan"))),
         ("POST", BASE, {"name": "x", "states": ["RI"], "priority": 10**30}),
+        ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", big=10**100)),
+        ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", big=-(2**63) - 1)),
+        ("POST", BASE, {"name": "lone \ud800 surrogate", "states": ["RI"]}),
+        ("POST", BASE, {"name": "x", "states": ["RI"], "owner": "\ud800"}),
     ],
 )
 def test_odd_input_is_a_4xx_never_a_500(
@@ -278,3 +282,23 @@ def test_odd_input_is_a_4xx_never_a_500(
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert _count(session) == 0
+
+
+@pytest.mark.parametrize(
+    "body", [{"counties": []}, {"counties": [], "states": []}, {"geometry": None}]
+)
+def test_patch_with_an_empty_shape_is_refused(plan: TestClient, body: dict[str, Any]) -> None:
+    created = plan.post(BASE, json=canonical.feature(canonical.SQUARE, name="keep")).json()
+    response = plan.patch(f"{BASE}/{created['id']}", json=body)
+    assert response.status_code == 422
+    assert plan.get(f"{BASE}/{created['id']}").json() == created
+
+
+def test_altitude_is_dropped(plan: TestClient, session: Session) -> None:
+    with_z = {
+        "type": "Polygon",
+        "coordinates": [[[0, 0, 5], [1, 0, 5], [1, 1, 5], [0, 1, 5], [0, 0, 5]]],
+    }
+    created = plan.post(BASE, json=canonical.feature(with_z, name="z"))
+    assert created.status_code == 201, created.text
+    assert _stored_equals(session, created.json()["id"], canonical.SQUARE)
