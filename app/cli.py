@@ -112,7 +112,13 @@ def db_stop() -> None:
 
 @boundaries_cli.command("load")
 def boundaries_load(
-    force: Annotated[bool, typer.Option(help="Reload even if already loaded.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Reload even if loaded, resetting the shape and name of reference territories "
+            "not reshaped by a user (ids, owners and priorities are kept)."
+        ),
+    ] = False,
 ) -> None:
     """Load every US state and county and build the "states" and "counties" layers.
 
@@ -125,11 +131,13 @@ def boundaries_load(
         rows = boundaries.read_rows(settings.data_dir)
         started = time.perf_counter()
         with _progress("boundaries", len(rows)) as advance:
-            result = boundaries.load(session, data_dir=settings.data_dir, progress=advance)
+            result = boundaries.load(
+                session, data_dir=settings.data_dir, reset=force, progress=advance
+            )
         session.commit()
     console.print(
-        f"[green]loaded {result.states} states and {result.counties} counties[/green]; layers "
-        + ", ".join(f"{k} ({v} territories)" for k, v in result.layers.items())
+        f"[green]loaded {result.states} states and {result.counties} counties[/green]; "
+        + ", ".join(f"{k}: {v} territories added or reset" for k, v in result.layers.items())
         + f" in {time.perf_counter() - started:.1f} s"
     )
 

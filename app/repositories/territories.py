@@ -8,6 +8,7 @@ import shapely
 from sqlalchemy import ColumnElement, Select, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
+from app.boundaries import ABSENT_COUNTIES
 from app.errors import InputError, NotFoundError
 from app.models import Boundary, Layer, Territory
 from app.schemas import TerritoryDraft
@@ -105,7 +106,8 @@ def _resolve_counties(session: Session, codes: list[str]) -> tuple[list[str], li
     errors = [
         {
             "field": f"counties[{i}]",
-            "message": f"unknown county FIPS '{code}' (5 digits, e.g. '06001')",
+            "message": ABSENT_COUNTIES.get(code)
+            or f"unknown county FIPS '{code}' (5 digits, e.g. '06001')",
         }
         for i, code in enumerate(wanted)
         if code not in known
@@ -147,10 +149,11 @@ def _shape_values(session: Session, draft: TerritoryDraft) -> dict[str, Any]:
             .where(Boundary.fips.in_(fips))
             .scalar_subquery()
         )
-        return {"geom": union, "parts": parts, "kind": "custom", "code": None}
+        return {"geom": union, "parts": parts, "kind": "custom"}
     assert draft.geometry is not None
     geom = func.ST_GeomFromWKB(shapely.to_wkb(draft.geometry), 4326)
-    return {"geom": geom, "parts": None, "kind": "custom", "code": None}
+    # A reshaped state or county becomes custom but keeps its code: where it came from.
+    return {"geom": geom, "parts": None, "kind": "custom"}
 
 
 def _full_values(session: Session, draft: TerritoryDraft) -> dict[str, Any]:

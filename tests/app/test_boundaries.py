@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.boundaries import is_loaded
+from app.repositories import boundaries as repo
 from app.settings import Settings
 
 # us-atlas 3.0.1 counties-10m: 3,231 county equivalents, less Falls Church city, VA (51610),
@@ -105,3 +106,38 @@ def test_counties_page_through_the_api(client: TestClient) -> None:
         assert body["numberMatched"] == COUNTIES
         url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
     assert seen == COUNTIES
+
+
+def test_reloading_keeps_ids_and_user_changes(session: Session) -> None:
+    assert repo.build_layer(session, name="probe", level="state", title="p", reset=False) == 56
+    ids = dict(session.execute(text(_PROBE_CODES)).all())
+    # A user reshapes Arizona and renames Utah's owner: both must survive a reload.
+    session.execute(
+        text(
+            "UPDATE territories SET kind = 'custom', "
+            "geom = ST_Multi(ST_MakeEnvelope(-114, 31, -109, 37, 4326)) "
+            "WHERE code = '04' AND layer_id = (SELECT id FROM layers WHERE name = 'probe')"
+        )
+    )
+    session.execute(text("UPDATE territories SET owner = 'Ann' WHERE id = :id"), {"id": ids["49"]})
+    assert repo.build_layer(session, name="probe", level="state", title="p", reset=False) == 0
+    assert repo.layer_count(session, name="probe", level="state") == 56
+    assert repo.build_layer(session, name="probe", level="state", title="p", reset=True) == 55
+    after = dict(session.execute(text(_PROBE_CODES)).all())
+    assert after == ids
+    owner, area = session.execute(
+        text(
+            "SELECT (SELECT owner FROM territories WHERE id = :utah), "
+            "(SELECT ST_Area(geom) FROM territories WHERE id = :arizona)"
+        ),
+        {"utah": ids["49"], "arizona": ids["04"]},
+    ).one()
+    assert owner == "Ann"
+    assert area == 30.0  # still the user's 5 x 6 degree box
+    session.rollback()
+
+
+_PROBE_CODES = (
+    "SELECT t.code, t.id FROM territories t JOIN layers l ON l.id = t.layer_id "
+    "WHERE l.name = 'probe'"
+)

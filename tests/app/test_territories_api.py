@@ -117,6 +117,12 @@ def test_compose_a_whole_state_from_its_counties(plan: TestClient, session: Sess
     assert ratio == pytest.approx(1.0, abs=1e-6)
 
 
+def test_a_county_absent_from_the_source_says_why(plan: TestClient) -> None:
+    response = plan.post(BASE, json={"name": "x", "counties": ["51610"]})
+    assert response.status_code == 422
+    assert "Fairfax County" in response.json()["errors"][0]["message"]
+
+
 def test_unknown_codes_are_listed_and_nothing_is_written(
     plan: TestClient, session: Session
 ) -> None:
