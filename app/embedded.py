@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -113,6 +114,26 @@ def _initdb(bindir: Path, pgdata: Path) -> None:
     )
 
 
+def _check_owner(pgdata: Path) -> None:
+    # A checkout used first as root and then as a user (or the other way round) has a cluster
+    # the current user cannot run: say so instead of letting pg_ctl fail obscurely.
+    expected = pwd.getpwnam(_SUPERUSER).pw_uid if os.geteuid() == 0 else os.geteuid()
+    owner = pgdata.stat().st_uid
+    if owner != expected:
+        raise EmbeddedDatabaseError(
+            f"the embedded cluster in {pgdata} belongs to {_user_name(owner)}, not "
+            f"{_user_name(expected)}: run as that user, or remove the folder (its data goes "
+            "with it), or set TERRITORY_EMBEDDED_DATA_DIR to another folder"
+        )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 def _is_running(bindir: Path, pgdata: Path) -> bool:
     proc = subprocess.run(
         _as_owner([str(bindir / "pg_ctl"), "status", "-D", str(pgdata)]),
@@ -189,6 +210,7 @@ def ensure_running(settings: EmbeddedSettings) -> None:
     if not (pgdata / "PG_VERSION").exists():
         _prepare_dir(pgdata)
         _initdb(bindir, pgdata)
+    _check_owner(pgdata)
     if not _is_running(bindir, pgdata):
         chosen = _choose_port(settings)
         (pgdata / _PORT_FILE).write_text(f"{chosen}\n")

@@ -95,8 +95,18 @@ setup_assets() {
 }
 
 setup_browser() {
-  # Pages are tested in a real headless browser: Debian's chromium (Ubuntu: chromium-browser).
-  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || apt_install chromium
+  # Pages are tested in a real headless browser: Debian's chromium. Ubuntu has no such deb:
+  # its chromium-browser package installs the snap, which needs snapd.
+  if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then
+    return 0
+  fi
+  local distro
+  distro=$(. /etc/os-release 2>/dev/null && echo "${ID:-}")
+  if [ "$distro" = ubuntu ]; then
+    apt_install chromium-browser
+  else
+    apt_install chromium
+  fi
 }
 
 setup_all() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from collections.abc import Iterator
@@ -64,3 +65,15 @@ def test_missing_binaries_say_how_to_fix_it(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(embedded, "_PG_ROOT", Path("/nonexistent"))
     with pytest.raises(embedded.EmbeddedDatabaseError, match="scripts/run"):
         embedded.find_bindir()
+
+
+def test_a_cluster_of_another_user_is_explained(
+    scratch_cluster: EmbeddedSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedded.ensure_running(scratch_cluster)
+    folder = embedded.data_dir(scratch_cluster)
+    embedded._check_owner(folder)  # its owner passes
+    stranger = os.geteuid() + 4242  # neither root nor the folder's owner
+    monkeypatch.setattr(os, "geteuid", lambda: stranger)
+    with pytest.raises(embedded.EmbeddedDatabaseError, match="belongs to"):
+        embedded._check_owner(folder)
