@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
 from shapely.geometry import MultiPolygon
 
 from app.errors import InputError
@@ -105,8 +113,9 @@ class _TerritoryFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     owner: str | None = Field(default=None, max_length=200, description="Rep or partner.")
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="Lower wins.")
-    exclusive: bool = False
+    # Strict: "priority": true or "exclusive": "yes" are mistakes to report, not to coerce.
+    priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="Lower wins.")
+    exclusive: StrictBool = False
     properties: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -178,8 +187,8 @@ class _TerritoryUpdateFields(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     owner: str | None = Field(default=None, max_length=200)
-    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
-    exclusive: bool | None = None
+    priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+    exclusive: StrictBool | None = None
 
     @classmethod
     def model_validate_fields(cls, fields: dict[str, Any]) -> dict[str, Any]:

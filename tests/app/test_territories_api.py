@@ -174,6 +174,9 @@ def test_self_intersection_names_the_location_and_repair_fixes_it(plan: TestClie
         (canonical.feature(canonical.SQUARE, name="p", priority="high"), "properties.priority"),
         ({"type": "Feature", "geometry": None, "properties": {"name": "n"}}, "geometry"),
         ({"name": "x", "states": ["CA"], "properties": {"owner": "sneaky"}}, "body.compose"),
+        ({"name": "x", "states": ["CA"], "priority": True}, "body.compose.priority"),
+        ({"name": "x", "states": ["CA"], "exclusive": "yes"}, "body.compose.exclusive"),
+        (canonical.feature(canonical.SQUARE, name="p", exclusive="yes"), "properties.exclusive"),
     ],
 )
 def test_bad_bodies_name_the_field(plan: TestClient, body: dict[str, Any], field: str) -> None:
