@@ -11,7 +11,9 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
+    Double,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -81,6 +83,11 @@ class Territory(Base):
     parts: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     geom: Mapped[Any] = mapped_column(
         Geometry("MULTIPOLYGON", srid=4326, spatial_index=True), nullable=False
+    )
+    # Geodesic area (m², WGS 84), computed by PostGIS on every write and read by the engine:
+    # the ownership tie-break compares these very numbers in SQL and in memory.
+    area_m2: Mapped[float] = mapped_column(
+        Double, Computed("ST_Area(geom::geography)", persisted=True)
     )
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
