@@ -239,28 +239,39 @@ def _build_tree(
     """Split cells crossed by borders, level by level, vectorised over each level's cells."""
     geoms = territories.geoms
     x0, y0, nx, ny = _root_grid(geoms, root_deg)
-    strtree = shapely.STRtree(geoms)
     ix, iy = np.meshgrid(np.arange(nx), np.arange(ny))
     cx: FloatArray = (x0 + ix.ravel() * root_deg).astype(np.float64)
     cy: FloatArray = (y0 + iy.ravel() * root_deg).astype(np.float64)
     size = np.full(cx.size, root_deg)
+    # Root cells meet territories by bounding box (STRtree); a child can only meet what its
+    # parent met, so deeper levels test those pairs alone, against prepared polygons.
+    cell, terr = shapely.STRtree(geoms).query(shapely.box(cx, cy, cx + size, cy + size))
     b = _Builder(n_territories=len(territories))
     for depth in range(max_depth + 1):
         first = b.n_nodes
-        split = _add_level(b, strtree, geoms, cx=cx, cy=cy, size=size, last=depth == max_depth)
+        level = _Level(cx, cy, size, cell, terr)
+        split, cell, terr = _add_level(b, geoms, level, last=depth == max_depth)
         if not split.size:
             break
         # Children of every split cell, in (SW, SE, NW, NE) order, numbered after this level.
-        b.value[-1][split - first] = b.n_nodes + 4 * np.arange(split.size)
-        half = np.repeat(b.size[-1][split - first] / 2.0, 4)
-        cx = (
-            np.repeat(b.cx[-1][split - first], 4) + np.tile([0.0, 1.0, 0.0, 1.0], split.size) * half
-        )
-        cy = (
-            np.repeat(b.cy[-1][split - first], 4) + np.tile([0.0, 0.0, 1.0, 1.0], split.size) * half
-        )
+        local = split - first
+        b.value[-1][local] = b.n_nodes + 4 * np.arange(split.size)
+        half = np.repeat(b.size[-1][local] / 2.0, 4)
+        cx = np.repeat(b.cx[-1][local], 4) + np.tile([0.0, 1.0, 0.0, 1.0], split.size) * half
+        cy = np.repeat(b.cy[-1][local], 4) + np.tile([0.0, 0.0, 1.0, 1.0], split.size) * half
         size = half
     return _finish(b, (x0, y0, nx, ny), root_deg, territories, rank)
+
+
+@dataclass(frozen=True, eq=False)
+class _Level:
+    """One level's cells (origin and size, degrees) and the (cell, territory) pairs to test."""
+
+    cx: FloatArray
+    cy: FloatArray
+    size: FloatArray
+    cell: IntArray
+    terr: IntArray
 
 
 def _root_grid(geoms: npt.NDArray[np.object_], root_deg: float) -> tuple[float, float, int, int]:
@@ -277,28 +288,22 @@ def _root_grid(geoms: npt.NDArray[np.object_], root_deg: float) -> tuple[float, 
 
 
 def _add_level(
-    b: _Builder,
-    strtree: shapely.STRtree,
-    geoms: npt.NDArray[np.object_],
-    *,
-    cx: FloatArray,
-    cy: FloatArray,
-    size: FloatArray,
-    last: bool,
-) -> IntArray:
-    """Append one level's cells; returns the node numbers of the cells to split further."""
+    b: _Builder, geoms: npt.NDArray[np.object_], level: _Level, *, last: bool
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Append one level's cells; return the cells to split and their children's pairs."""
     first = b.n_nodes
-    boxes = shapely.box(cx, cy, cx + size, cy + size)
-    cell, terr = strtree.query(boxes, predicate="intersects")
-    order = np.lexsort((terr, cell))  # pairs grouped by cell, for the slices below
-    cell, terr = cell[order], terr[order]
+    n = level.cx.size
+    boxes = shapely.box(level.cx, level.cy, level.cx + level.size, level.cy + level.size)
+    meet = shapely.intersects(geoms[level.terr], boxes[level.cell])
+    order = np.lexsort((level.terr[meet], level.cell[meet]))  # grouped by cell, for slices
+    cell, terr = level.cell[meet][order], level.terr[meet][order]
     whole = shapely.covers(geoms[terr], boxes[cell])
-    touching = np.bincount(cell, minlength=cx.size)
-    covered = np.bincount(cell, weights=whole, minlength=cx.size).astype(np.int64)
+    touching = np.bincount(cell, minlength=n)
+    covered = np.bincount(cell, weights=whole, minlength=n).astype(np.int64)
     decided = touching == covered
     kind = np.where(decided, _NODE_DECIDED, _NODE_LEAF if last else _NODE_SPLIT).astype(np.int8)
     value = _decided_answers(b, cell, terr, touching, decided)
-    count = np.zeros(cx.size, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
     if last:
         leaves = ~decided
         count[leaves] = touching[leaves]
@@ -308,11 +313,18 @@ def _add_level(
     b.kind.append(kind)
     b.value.append(value)
     b.count.append(count)
-    b.cx.append(cx)
-    b.cy.append(cy)
-    b.size.append(size)
-    b.n_nodes += cx.size
-    return first + np.flatnonzero(kind == _NODE_SPLIT)
+    b.cx.append(level.cx)
+    b.cy.append(level.cy)
+    b.size.append(level.size)
+    b.n_nodes += n
+    split_local = np.flatnonzero(kind == _NODE_SPLIT)
+    # The split cells' pairs, handed down to their four children (numbered 4k .. 4k+3).
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[split_local] = np.arange(split_local.size)
+    inherit = slot[cell] >= 0
+    child_cell = (4 * slot[cell[inherit]])[:, None] + np.arange(4)
+    child_terr = np.repeat(terr[inherit], 4)
+    return first + split_local, child_cell.ravel(), child_terr
 
 
 def _decided_answers(
