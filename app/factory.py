@@ -10,8 +10,9 @@ from sqlalchemy.orm import sessionmaker
 
 from app import __version__, docs, errors
 from app.db import make_engine, migrate, resolve_database_url
+from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
-from app.routes import customers, health, layers, territories
+from app.routes import customers, health, layers, lookup, territories
 from app.settings import Settings
 
 DESCRIPTION = """
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        app.state.indexes = IndexRegistry(app.state.sessionmaker)
         try:
             yield
         finally:
@@ -51,6 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     docs.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
-    for module in (health, layers, territories, customers):
+    for module in (health, layers, territories, customers, lookup):
         app.include_router(module.router)
     return app

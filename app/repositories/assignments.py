@@ -29,16 +29,18 @@ ORDER BY p.i
 
 
 def engine_input(session: Session, *, layer_id: int) -> dict[str, Any]:
-    """The layer's territories as arrays: ids, WKB polygons, priority and area (m²)."""
+    """The layer's territories as arrays: ids, WKB polygons, priority, area (m²), names, owners."""
     rows = session.execute(
         text(
-            "SELECT id, priority, area_m2, ST_AsBinary(geom) AS wkb FROM territories "
-            "WHERE layer_id = :layer_id ORDER BY id"
+            "SELECT id, name, owner, priority, area_m2, ST_AsBinary(geom) AS wkb "
+            "FROM territories WHERE layer_id = :layer_id ORDER BY id"
         ),
         {"layer_id": layer_id},
     ).all()
     return {
         "ids": np.array([r.id for r in rows], dtype=np.int64),
+        "name": [r.name for r in rows],
+        "owner": [r.owner for r in rows],
         "priority": np.array([r.priority for r in rows], dtype=np.int64),
         "area_m2": np.array([r.area_m2 for r in rows], dtype=np.float64),
         "wkb": [bytes(r.wkb) for r in rows],

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from app.db import SessionDep
+from app.indexes import IndexDep
 from app.repositories import layers as repo
 from app.routes.params import PROBLEMS
 from app.schemas import LayerCreate, LayerList, LayerPublic
@@ -57,8 +58,9 @@ def get_layer(layer: str, request: Request, session: SessionDep) -> LayerPublic:
 
 
 @router.delete("/{layer}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_layer(layer: str, session: SessionDep) -> Response:
+def delete_layer(layer: str, session: SessionDep, registry: IndexDep) -> Response:
     """Delete a layer with its territories and assignments."""
     repo.remove(session, name=layer)
     session.commit()
+    registry.forget(layer)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

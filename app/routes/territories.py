@@ -6,9 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import Discriminator, Tag
+from sqlalchemy.orm import Session
 
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
+from app.indexes import IndexDep, IndexRegistry
+from app.models import Layer
 from app.repositories import layers
 from app.repositories import territories as repo
 from app.routes.params import (
@@ -91,6 +94,13 @@ def territory_feature(row: dict[str, Any]) -> dict[str, Any]:
     return feature(row["id"], row["geometry"], props)
 
 
+def _commit(session: Session, registry: IndexRegistry, layer: Layer) -> None:
+    """The request's one commit; the layer's index is dropped, rebuilt on its next look-up."""
+    layers.touch(session, layer_id=layer.id)
+    session.commit()
+    registry.forget(layer.name)
+
+
 def _respond(
     session: SessionDep, layer_id: int, territory_id: int, code: int = 200
 ) -> GeoJSONResponse:
@@ -105,18 +115,19 @@ def _respond(
     responses=geojson(FeaturePublic, 201),
 )
 def create_territory(
+    *,
     layer: str,
     body: TerritoryBody,
     request: Request,
     session: SessionDep,
+    registry: IndexDep,
     repair: RepairQuery = False,
 ) -> GeoJSONResponse:
     """Create a territory from a GeoJSON Feature, or composed from counties and/or states."""
     target = layers.get_by_name(session, name=layer)
     draft = body.to_draft(repair=repair)
     territory_id = repo.create(session, layer_id=target.id, draft=draft)
-    layers.touch(session, layer_id=target.id)
-    session.commit()
+    _commit(session, registry, target)
     out = _respond(session, target.id, territory_id, status.HTTP_201_CREATED)
     out.headers["Location"] = str(
         request.url_for("get_territory", layer=layer, territory_id=territory_id)
@@ -148,10 +159,12 @@ def get_territory(layer: str, territory_id: TerritoryId, session: SessionDep) ->
 
 @router.put("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
 def replace_territory(
+    *,
     layer: str,
     territory_id: TerritoryId,
     body: TerritoryBody,
     session: SessionDep,
+    registry: IndexDep,
     repair: RepairQuery = False,
 ) -> GeoJSONResponse:
     """Replace a territory whole (fields not given take their defaults)."""
@@ -159,17 +172,18 @@ def replace_territory(
     repo.replace(
         session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
     )
-    layers.touch(session, layer_id=target.id)
-    session.commit()
+    _commit(session, registry, target)
     return _respond(session, target.id, territory_id)
 
 
 @router.patch("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
 def patch_territory(
+    *,
     layer: str,
     territory_id: TerritoryId,
     body: TerritoryUpdate,
     session: SessionDep,
+    registry: IndexDep,
     repair: RepairQuery = False,
 ) -> GeoJSONResponse:
     """Change some fields of a territory; a geometry or counties/states replace its shape."""
@@ -177,16 +191,16 @@ def patch_territory(
     repo.patch(
         session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
     )
-    layers.touch(session, layer_id=target.id)
-    session.commit()
+    _commit(session, registry, target)
     return _respond(session, target.id, territory_id)
 
 
 @router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_territory(layer: str, territory_id: TerritoryId, session: SessionDep) -> Response:
+def delete_territory(
+    layer: str, territory_id: TerritoryId, session: SessionDep, registry: IndexDep
+) -> Response:
     """Delete a territory."""
     target = layers.get_by_name(session, name=layer)
     repo.remove(session, layer_id=target.id, territory_id=territory_id)
-    layers.touch(session, layer_id=target.id)
-    session.commit()
+    _commit(session, registry, target)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

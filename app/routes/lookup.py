@@ -1,0 +1,163 @@
+"""Point-in-territory look-ups for routing tools and front-ends, answered from memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from app.errors import InputError
+from app.geojson import GeoJSONResponse
+from app.indexes import IndexDep, LayerIndex
+from app.routes.params import PROBLEMS
+from spatial.index import RULES
+
+router = APIRouter(tags=["lookup"], responses=PROBLEMS)
+
+MAX_POINTS = 100_000
+NDJSON = "application/x-ndjson"
+
+
+def _answer(entry: LayerIndex, owner: int, rule: int, covering: int) -> dict[str, Any]:
+    return {
+        "owner": entry.describe(owner) if owner >= 0 else None,
+        "rule": RULES[rule] if owner >= 0 else None,
+        "covering": covering,
+    }
+
+
+@router.get("/lookup")
+def lookup_point(
+    registry: IndexDep,
+    lon: Annotated[float, Query(ge=-180, le=180, description="Longitude, degrees")],
+    lat: Annotated[float, Query(ge=-90, le=90, description="Latitude, degrees")],
+    layer: Annotated[str, Query(description="Layer name", examples=["counties"])],
+) -> dict[str, Any]:
+    """Who owns this point: the owner, the rule that decided, and every covering territory."""
+    entry = registry.get(layer)
+    found = entry.index.owners([lon], [lat])
+    covering = entry.index.covering(lon, lat).tolist()
+    return {
+        "layer": entry.layer,
+        "point": [lon, lat],
+        **_answer(entry, int(found.owner[0]), int(found.rule[0]), int(found.covering[0])),
+        "covering": [entry.describe(t) for t in covering],
+    }
+
+
+LookupBody = Annotated[
+    dict[str, Any],
+    Body(
+        description=(
+            f'{{"layer": ..., "points": [[lon, lat], ...]}} (up to {MAX_POINTS:,} points), or a '
+            "GeoJSON FeatureCollection of Points (layer as ?layer= or a 'layer' member)"
+        ),
+        openapi_examples={
+            "points": {
+                "summary": "Points",
+                "value": {"layer": "counties", "points": [[-122.42, 37.77], [-73.99, 40.73]]},
+            },
+            "geojson": {
+                "summary": "GeoJSON FeatureCollection",
+                "value": {
+                    "type": "FeatureCollection",
+                    "layer": "states",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "geometry": {"type": "Point", "coordinates": [-87.6, 41.9]},
+                            "properties": {"stop": 1},
+                        }
+                    ],
+                },
+            },
+        },
+    ),
+]
+
+
+@router.post("/lookup")
+def lookup_points(
+    body: LookupBody,
+    registry: IndexDep,
+    request: Request,
+    layer: Annotated[str | None, Query(description="Layer (or give it in the body)")] = None,
+) -> Response:
+    """Owners of many points, in input order (JSON, GeoJSON in and out, or NDJSON lines)."""
+    name = layer or body.get("layer")
+    if not isinstance(name, str):
+        raise InputError("give the layer: a 'layer' member or ?layer=", field="layer")
+    is_geojson = body.get("type") == "FeatureCollection"
+    features = body.get("features") if is_geojson else None
+    coords = (
+        _coordinates(features, "features")
+        if is_geojson
+        else _coordinates(body.get("points"), "points")
+    )
+    entry = registry.get(name)
+    found = entry.index.owners(coords[:, 0], coords[:, 1])
+    answers = (
+        _answer(entry, o, r, c)
+        for o, r, c in zip(
+            found.owner.tolist(), found.rule.tolist(), found.covering.tolist(), strict=True
+        )
+    )
+    if NDJSON in request.headers.get("accept", ""):
+        return StreamingResponse(_lines(answers), media_type=NDJSON)
+    if is_geojson:
+        assert isinstance(features, list)
+        for feature, answer in zip(features, answers, strict=True):
+            feature["properties"] = {**(feature.get("properties") or {}), **answer}
+        return GeoJSONResponse({**body, "layer": entry.layer})
+    return GeoJSONResponse(
+        {"layer": entry.layer, "count": len(coords), "results": list(answers)},
+        media_type="application/json",
+    )
+
+
+def _lines(answers: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for answer in answers:
+        yield orjson.dumps(answer) + b"\n"
+
+
+def _coordinates(items: Any, field: str) -> np.ndarray:
+    """An (n, 2) array of lon/lat from points or Point features; InputError naming the index."""
+    if not isinstance(items, list) or not items:
+        raise InputError(f"{field} must be a non-empty array", field=field)
+    if len(items) > MAX_POINTS:
+        raise InputError(
+            f"{len(items):,} {field} in one request; at most {MAX_POINTS:,}: split the batch",
+            field=field,
+        )
+    pairs = [_position(item, field) for item in items] if field == "features" else items
+    try:
+        coords = np.asarray(pairs, dtype=np.float64)
+        if coords.ndim != 2 or coords.shape[1] != 2:
+            raise ValueError
+    except (ValueError, TypeError):
+        coords = np.array([_pair(p, f"{field}[{i}]") for i, p in enumerate(pairs)])
+    return coords
+
+
+def _position(feature: Any, field: str) -> Any:
+    geometry = feature.get("geometry") if isinstance(feature, dict) else None
+    if not isinstance(geometry, dict) or geometry.get("type") != "Point":
+        return None  # reported with its index by _pair
+    position = geometry.get("coordinates")
+    # RFC 7946 positions may carry an altitude: the look-up is 2D.
+    return position[:2] if isinstance(position, list) and len(position) > 2 else position
+
+
+def _pair(item: Any, where: str) -> tuple[float, float]:
+    ok = (
+        isinstance(item, list | tuple)
+        and len(item) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in item)
+    )
+    if not ok:
+        raise InputError(f"{where} must be [lon, lat] (two numbers), got {item!r:.60}", field=where)
+    return float(item[0]), float(item[1])
