@@ -13,12 +13,14 @@ import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app import boundaries, demo, embedded
+from app.assign import assign_layer
 from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
+from app.indexes import IndexRegistry
 from app.repositories import customers
 from app.settings import Settings
 from spatial.errors import SpatialError
@@ -165,6 +167,25 @@ def customers_import(
     Example: territory customers import accounts.csv
     """
     _store(lambda: batch_from_file(file.name, file.read_bytes()))
+
+
+@cli.command("assign")
+def assign(
+    layer: Annotated[str, typer.Argument(help="Layer name, e.g. counties")],
+) -> None:
+    """Assign every customer to the territory of LAYER that owns it (one transaction).
+
+    Example: territory assign counties
+    """
+    with _session() as (_, session):
+        registry = IndexRegistry(sessionmaker(session.get_bind()))
+        with console.status(f"building the index of {layer} and assigning"):
+            result = assign_layer(session, entry=registry.get(layer))
+        session.commit()
+    console.print(
+        f"[green]{layer}: {result.assigned} assigned[/green], {result.unassigned} unassigned, "
+        f"{result.contested} contested, {result.pinned} pinned, in {result.seconds} s"
+    )
 
 
 @cli.command("demo")

@@ -12,7 +12,7 @@ from app import __version__, docs, errors
 from app.db import make_engine, migrate, resolve_database_url
 from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
-from app.routes import customers, health, layers, lookup, territories
+from app.routes import assignments, customers, health, layers, lookup, territories
 from app.settings import Settings
 
 DESCRIPTION = """
@@ -53,6 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     docs.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
-    for module in (health, layers, territories, customers, lookup):
+    for module in (health, layers, territories, customers, assignments, lookup):
         app.include_router(module.router)
     return app

@@ -304,3 +304,14 @@ class ProblemPublic(BaseModel):
     errors: list[dict[str, Any]] | None = None
     location: dict[str, Any] | None = Field(default=None, description="GeoJSON Point")
     instance: str | None = None
+
+
+class AssignPublic(BaseModel):
+    """What a bulk assignment did."""
+
+    layer: str
+    assigned: int = Field(description="Customers with an owning territory (pins included)")
+    unassigned: int = Field(description="Customers no territory covers")
+    contested: int = Field(description="Customers covered by more than one territory")
+    pinned: int = Field(description="Customers kept on the territory they are pinned to")
+    seconds: float = Field(description="Time taken, reading and writing included")

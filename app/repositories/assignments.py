@@ -57,3 +57,58 @@ def owners_sql(
     owner = np.array([-1 if r.id is None else r.id for r in rows], dtype=np.int64)
     covering = np.array([r.n for r in rows], dtype=np.int64)
     return owner, covering
+
+
+def customer_points(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every customer's id and lon/lat (degrees), ordered by id."""
+    rows = session.execute(
+        text("SELECT id, ST_X(geom), ST_Y(geom) FROM customers ORDER BY id")
+    ).all()
+    if not rows:
+        empty = np.empty(0)
+        return empty.astype(np.int64), empty, empty
+    table = np.array(rows, dtype=np.float64)
+    return table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
+
+
+def pinned(session: Session, *, layer_id: int) -> np.ndarray:
+    """Ids of the customers pinned to a territory of the layer (a pin wins over geography)."""
+    ids = session.scalars(
+        text("SELECT customer_id FROM assignments WHERE layer_id = :l AND pinned ORDER BY 1"),
+        {"l": layer_id},
+    ).all()
+    return np.array(ids, dtype=np.int64)
+
+
+def replace(
+    session: Session,
+    *,
+    layer_id: int,
+    customer_ids: np.ndarray,
+    territory_ids: np.ndarray,
+    rules: list[str],
+) -> None:
+    """Replace the layer's geographic assignments (pins stay) in the session's transaction."""
+    session.execute(
+        text("DELETE FROM assignments WHERE layer_id = :l AND NOT pinned"), {"l": layer_id}
+    )
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    # COPY: a million rows in one stream, not a million INSERTs.
+    with (
+        raw.cursor() as cur,
+        cur.copy("COPY assignments (layer_id, customer_id, territory_id, rule) FROM STDIN") as copy,
+    ):
+        for customer, territory, rule in zip(
+            customer_ids.tolist(), territory_ids.tolist(), rules, strict=True
+        ):
+            copy.write_row((layer_id, customer, territory, rule))
+
+
+def counts(session: Session, *, layer_id: int) -> dict[str, int]:
+    """How many of the layer's assignments each rule decided."""
+    rows = session.execute(
+        text("SELECT rule, count(*) FROM assignments WHERE layer_id = :l GROUP BY rule"),
+        {"l": layer_id},
+    ).all()
+    return {rule: int(n) for rule, n in rows}

@@ -1,0 +1,95 @@
+"""Bulk assignment: every customer to its owner, written in one transaction, checked by SQL."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from app import demo
+from app.cli import cli
+from app.repositories import customers
+from app.repositories.assignments import customer_points, owners_sql
+from app.settings import Settings
+from tests import canonical
+
+
+@pytest.fixture
+def stored(client: TestClient, session: Session) -> TestClient:
+    """3,000 demo customers in the store, and two in the sea."""
+    customers.upsert(session, batch=demo.generate(3_000, seed=11))
+    session.commit()
+    client.post(
+        "/customers",
+        json=[
+            {"external_id": "sea-1", "lon": -140.0, "lat": 30.0},
+            {"external_id": "sea-2", "lon": -60.0, "lat": 30.0},
+        ],
+    )
+    return client
+
+
+def _layer_id(session: Session, name: str) -> int:
+    return int(session.scalar(text("SELECT id FROM layers WHERE name = :n"), {"n": name}))
+
+
+def _stored_owners(session: Session, layer_id: int) -> dict[int, tuple[int, str]]:
+    rows = session.execute(
+        text("SELECT customer_id, territory_id, rule FROM assignments WHERE layer_id = :l"),
+        {"l": layer_id},
+    ).all()
+    return {r.customer_id: (r.territory_id, r.rule) for r in rows}
+
+
+def test_assigning_the_counties_matches_postgis(stored: TestClient, session: Session) -> None:
+    response = stored.post("/layers/counties/assign")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["assigned"] + result["unassigned"] == 3_002
+    assert result["unassigned"] >= 2  # the two at sea
+    layer_id = _layer_id(session, "counties")
+    ids, lon, lat = customer_points(session)
+    owner, covering = owners_sql(session, layer_id=layer_id, lon=lon, lat=lat)
+    expected = {int(c): int(t) for c, t in zip(ids, owner, strict=True) if t >= 0}
+    written = _stored_owners(session, layer_id)
+    assert {c: t for c, (t, _) in written.items()} == expected
+    assert result["assigned"] == len(expected)
+    assert result["contested"] == int((covering > 1).sum())
+    assert stored.post("/layers/counties/assign").json()["assigned"] == result["assigned"]
+    assert len(_stored_owners(session, layer_id)) == len(expected)  # replaced, not added
+
+
+def test_contested_customers_and_rules(stored: TestClient, session: Session) -> None:
+    stored.post("/layers", json={"name": "west"})
+    west = {
+        "type": "Polygon",
+        "coordinates": [[[-125, 30], [-110, 30], [-110, 50], [-125, 50], [-125, 30]]],
+    }
+    stored.post("/layers/west/territories", json=canonical.feature(west, name="West", priority=1))
+    stored.post("/layers/west/territories", json={"name": "CA", "states": ["CA"]})
+    result = stored.post("/layers/west/assign").json()
+    layer_id = _layer_id(session, "west")
+    _, lon, lat = customer_points(session)
+    owner, covering = owners_sql(session, layer_id=layer_id, lon=lon, lat=lat)
+    assert result["contested"] == int((covering > 1).sum()) > 0
+    rules = {rule for _, rule in _stored_owners(session, layer_id).values()}
+    assert rules == {"only", "priority"}
+    assert result["assigned"] == int((owner >= 0).sum())
+
+
+def test_assign_unknown_layer_is_404(stored: TestClient) -> None:
+    assert stored.post("/layers/nope/assign").status_code == 404
+
+
+def test_cli_assign(
+    stored: TestClient, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.database.url
+    monkeypatch.setenv("TERRITORY_DATABASE_URL", settings.database.url)
+    result = CliRunner().invoke(cli, ["assign", "states"])
+    assert result.exit_code == 0, result.output
+    written = len(_stored_owners(session, _layer_id(session, "states")))
+    assert f"states: {written} assigned" in result.output
+    assert written > 2_900
