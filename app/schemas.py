@@ -315,3 +315,36 @@ class AssignPublic(BaseModel):
     contested: int = Field(description="Customers covered by more than one territory")
     pinned: int = Field(description="Customers kept on the territory they are pinned to")
     seconds: float = Field(description="Time taken, reading and writing included")
+
+
+class PinCreate(BaseModel):
+    """Pin a customer to a territory (a named account): the pin wins over geography."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    territory_id: StrictInt = Field(ge=1, description="A territory of the layer")
+
+
+class TerritoryRef(BaseModel):
+    """A territory, as look-ups name it."""
+
+    id: int
+    name: str
+    owner: str | None
+
+
+class OwnershipPublic(BaseModel):
+    """Who owns a customer in one layer, and the rule that decided."""
+
+    layer: str
+    territory: TerritoryRef | None
+    rule: str | None = Field(description="pinned, only, priority, area or id; null: no owner")
+
+
+class CustomerTerritoriesPublic(BaseModel):
+    """A customer's owning territory in every layer."""
+
+    customer_id: int
+    external_id: str
+    point: list[float] = Field(description="[lon, lat], degrees")
+    layers: list[OwnershipPublic]

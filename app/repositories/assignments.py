@@ -112,3 +112,40 @@ def counts(session: Session, *, layer_id: int) -> dict[str, int]:
         {"l": layer_id},
     ).all()
     return {rule: int(n) for rule, n in rows}
+
+
+_PIN = """
+INSERT INTO assignments (layer_id, customer_id, territory_id, rule, pinned)
+VALUES (:layer_id, :customer_id, :territory_id, 'pinned', true)
+ON CONFLICT (layer_id, customer_id) DO UPDATE
+SET territory_id = EXCLUDED.territory_id, rule = 'pinned', pinned = true, assigned_at = now()
+"""
+
+
+def pin(session: Session, *, layer_id: int, customer_id: int, territory_id: int) -> None:
+    """Pin a customer to a territory of the layer: the pin wins over geography."""
+    session.execute(
+        text(_PIN),
+        {"layer_id": layer_id, "customer_id": customer_id, "territory_id": territory_id},
+    )
+
+
+def unpin(session: Session, *, layer_id: int, customer_id: int) -> bool:
+    """Remove a pin; False if the customer was not pinned in the layer."""
+    result = session.execute(
+        text(
+            "DELETE FROM assignments WHERE layer_id = :l AND customer_id = :c AND pinned "
+            "RETURNING 1"
+        ),
+        {"l": layer_id, "c": customer_id},
+    )
+    return result.first() is not None
+
+
+def pins_of(session: Session, *, customer_id: int) -> dict[int, int]:
+    """The customer's pins: layer id -> territory id."""
+    rows = session.execute(
+        text("SELECT layer_id, territory_id FROM assignments WHERE customer_id = :c AND pinned"),
+        {"c": customer_id},
+    ).all()
+    return {int(r.layer_id): int(r.territory_id) for r in rows}

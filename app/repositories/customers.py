@@ -135,3 +135,15 @@ def get_feature(session: Session, *, customer_id: int) -> dict[str, Any]:
 def count(session: Session) -> int:
     """How many customers are stored."""
     return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
+
+
+def location(session: Session, *, customer_id: int) -> tuple[str, float, float]:
+    """The customer's external_id and lon/lat (degrees); NotFoundError if there is none."""
+    row = session.execute(
+        select(Customer.external_id, func.ST_X(Customer.geom), func.ST_Y(Customer.geom)).where(
+            Customer.id == customer_id
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"customer {customer_id} does not exist", field="id")
+    return str(row[0]), float(row[1]), float(row[2])

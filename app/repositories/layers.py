@@ -79,3 +79,8 @@ def remove(session: Session, *, name: str) -> None:
 def touch(session: Session, *, layer_id: int) -> None:
     """Mark the layer changed (its updated_at moves)."""
     session.execute(update(Layer).where(Layer.id == layer_id).values(updated_at=func.now()))
+
+
+def all_layers(session: Session) -> list[Layer]:
+    """Every layer, by name."""
+    return list(session.scalars(select(Layer).order_by(Layer.name)))

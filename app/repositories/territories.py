@@ -208,3 +208,15 @@ def remove(session: Session, *, layer_id: int, territory_id: int) -> None:
     )
     if session.execute(stmt).first() is None:
         raise _not_found(territory_id)
+
+
+def ref(session: Session, *, layer_id: int, territory_id: int) -> dict[str, Any]:
+    """Id, name and owner of a territory of the layer; NotFoundError if it is not there."""
+    row = session.execute(
+        select(Territory.id, Territory.name, Territory.owner).where(
+            Territory.id == territory_id, Territory.layer_id == layer_id
+        )
+    ).first()
+    if row is None:
+        raise _not_found(territory_id)
+    return dict(row._mapping)

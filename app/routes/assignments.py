@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
 from app.assign import assign_layer
 from app.db import SessionDep
+from app.errors import NotFoundError
 from app.indexes import IndexDep
-from app.routes.params import PROBLEMS
-from app.schemas import AssignPublic
+from app.repositories import assignments, customers, layers, territories
+from app.routes.params import PROBLEMS, CustomerId
+from app.schemas import AssignPublic, OwnershipPublic, PinCreate, TerritoryRef
 
 router = APIRouter(tags=["assignments"], responses=PROBLEMS)
 
@@ -22,3 +24,31 @@ def assign(layer: str, session: SessionDep, registry: IndexDep) -> AssignPublic:
     result = assign_layer(session, entry=entry)
     session.commit()
     return AssignPublic(**asdict(result))
+
+
+@router.put("/layers/{layer}/pins/{customer_id}", response_model=OwnershipPublic)
+def pin_customer(
+    layer: str,
+    customer_id: CustomerId,
+    body: PinCreate,
+    session: SessionDep,
+) -> OwnershipPublic:
+    """Pin a customer to a territory of the layer (a named account): it wins over geography."""
+    target = layers.get_by_name(session, name=layer)
+    customers.location(session, customer_id=customer_id)  # 404 for an unknown customer
+    territory = territories.ref(session, layer_id=target.id, territory_id=body.territory_id)
+    assignments.pin(
+        session, layer_id=target.id, customer_id=customer_id, territory_id=body.territory_id
+    )
+    session.commit()
+    return OwnershipPublic(layer=layer, territory=TerritoryRef(**territory), rule="pinned")
+
+
+@router.delete("/layers/{layer}/pins/{customer_id}", status_code=status.HTTP_204_NO_CONTENT)
+def unpin_customer(layer: str, customer_id: CustomerId, session: SessionDep) -> Response:
+    """Remove a pin: geography decides again (at the next assignment)."""
+    target = layers.get_by_name(session, name=layer)
+    if not assignments.unpin(session, layer_id=target.id, customer_id=customer_id):
+        raise NotFoundError(f"customer {customer_id} is not pinned in layer '{layer}'", field="id")
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

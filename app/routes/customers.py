@@ -9,9 +9,18 @@ from fastapi import APIRouter, Body, File, Request, UploadFile
 from app.customer_files import batch_from_file, batch_from_json_body
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
+from app.indexes import IndexDep, LayerIndex
+from app.repositories import assignments, layers
 from app.repositories import customers as repo
 from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson
-from app.schemas import CountsPublic, FeatureCollectionPublic, FeaturePublic
+from app.schemas import (
+    CountsPublic,
+    CustomerTerritoriesPublic,
+    FeatureCollectionPublic,
+    FeaturePublic,
+    OwnershipPublic,
+    TerritoryRef,
+)
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=PROBLEMS)
 
@@ -107,3 +116,33 @@ def list_customers(
 def get_customer(customer_id: CustomerId, session: SessionDep) -> GeoJSONResponse:
     """One customer as a Feature."""
     return GeoJSONResponse(customer_feature(repo.get_feature(session, customer_id=customer_id)))
+
+
+@router.get("/{customer_id}/territories", response_model=CustomerTerritoriesPublic)
+def customer_territories(
+    customer_id: CustomerId, session: SessionDep, registry: IndexDep
+) -> CustomerTerritoriesPublic:
+    """The customer's owning territory in every layer, with the rule that decided."""
+    external_id, lon, lat = repo.location(session, customer_id=customer_id)
+    pins = assignments.pins_of(session, customer_id=customer_id)
+    found = [
+        _ownership(registry.get(layer.name), pins.get(layer.id), lon, lat)
+        for layer in layers.all_layers(session)
+    ]
+    return CustomerTerritoriesPublic(
+        customer_id=customer_id, external_id=external_id, point=[lon, lat], layers=found
+    )
+
+
+def _ownership(entry: LayerIndex, pinned_to: int | None, lon: float, lat: float) -> OwnershipPublic:
+    """Owner of a point in one layer: its pin if it has one, else the engine's answer."""
+    if pinned_to is not None:
+        return OwnershipPublic(
+            layer=entry.layer, territory=TerritoryRef(**entry.describe(pinned_to)), rule="pinned"
+        )
+    owners = entry.index.owners([lon], [lat])
+    owner = int(owners.owner[0])
+    if owner < 0:
+        return OwnershipPublic(layer=entry.layer, territory=None, rule=None)
+    ref = TerritoryRef(**entry.describe(owner))
+    return OwnershipPublic(layer=entry.layer, territory=ref, rule=owners.rules()[0])
