@@ -12,6 +12,7 @@ from app import __version__, docs, errors
 from app.db import make_engine, migrate, resolve_database_url
 from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
+from app.notify import ChangeListener, conninfo
 from app.routes import assignments, customers, health, layers, lookup, territories
 from app.settings import Settings
 
@@ -31,14 +32,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(resolve_database_url(settings), settings)
+        url = resolve_database_url(settings)
+        engine = make_engine(url, settings)
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         app.state.indexes = IndexRegistry(app.state.sessionmaker)
+        listener = ChangeListener(conninfo(url), app.state.indexes.changed)
+        listener.start()
+        app.state.change_listener = listener
         try:
             yield
         finally:
+            listener.stop()
             engine.dispose()
 
     app = FastAPI(

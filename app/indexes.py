@@ -17,6 +17,7 @@ import shapely
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.errors import NotFoundError
 from app.models import Layer
 from app.repositories import assignments
 from app.repositories import layers as layer_repo
@@ -79,8 +80,22 @@ class IndexRegistry:
             return entry
 
     def forget(self, layer: str) -> None:
-        """Drop a deleted layer's index."""
+        """Drop a layer's index (deleted, or changed): the next look-up builds it again."""
         self._entries.pop(layer, None)
+
+    def changed(self, layer: str) -> None:
+        """A layer changed somewhere: rebuild the index this worker holds, or drop it if gone."""
+        if layer not in self._entries:
+            return  # never used here: built on first use, as it is now
+        try:
+            self.refresh(layer)
+        except NotFoundError:
+            self.forget(layer)
+
+    def version(self, layer: str) -> datetime | None:
+        """The version of the layer's index held now (None: none held)."""
+        entry = self._entries.get(layer)
+        return entry.version if entry else None
 
     @staticmethod
     def _load(session: Session, layer: Layer) -> LayerIndex:

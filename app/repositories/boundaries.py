@@ -87,7 +87,7 @@ def build_layer(session: Session, *, name: str, level: str, title: str, reset: b
         changed += session.execute(text(_RESET_LOADED), params).rowcount  # type: ignore[attr-defined]
     changed += session.execute(text(_ADD_MISSING), params).rowcount  # type: ignore[attr-defined]
     if changed:
-        layers.touch(session, layer_id=layer.id)
+        layers.touch(session, layer=layer)
     return int(changed)
 
 

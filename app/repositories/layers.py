@@ -74,11 +74,21 @@ def remove(session: Session, *, name: str) -> None:
     """Delete a layer with its territories and assignments."""
     layer = get_by_name(session, name=name)
     session.execute(delete(Layer).where(Layer.id == layer.id))
+    notify(session, name=name)
 
 
-def touch(session: Session, *, layer_id: int) -> None:
-    """Mark the layer changed (its updated_at moves)."""
-    session.execute(update(Layer).where(Layer.id == layer_id).values(updated_at=func.now()))
+CHANGES_CHANNEL = "territory_changes"  # NOTIFY channel: payload = the changed layer's name
+
+
+def touch(session: Session, *, layer: Layer) -> None:
+    """Mark the layer changed: its updated_at moves, and every worker hears of it on commit."""
+    session.execute(update(Layer).where(Layer.id == layer.id).values(updated_at=func.now()))
+    notify(session, name=layer.name)
+
+
+def notify(session: Session, *, name: str) -> None:
+    """Tell every listening worker that the layer changed (NOTIFY is sent only on commit)."""
+    session.execute(select(func.pg_notify(CHANGES_CHANNEL, name)))
 
 
 def all_layers(session: Session) -> list[Layer]:

@@ -96,7 +96,7 @@ def territory_feature(row: dict[str, Any]) -> dict[str, Any]:
 
 def _commit(session: Session, registry: IndexRegistry, layer: Layer) -> None:
     """The request's one commit; the layer's index is dropped, rebuilt on its next look-up."""
-    layers.touch(session, layer_id=layer.id)
+    layers.touch(session, layer=layer)
     session.commit()
     registry.forget(layer.name)
 

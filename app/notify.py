@@ -1,0 +1,66 @@
+"""Workers hear of layer changes: PostgreSQL LISTEN/NOTIFY feeding the index registry.
+
+A change commits a NOTIFY on ``territory_changes`` with the layer's name (see
+``repositories.layers.touch``). Each worker runs one listener thread on its own connection;
+on a notice it rebuilds that layer's index and swaps it in whole, so look-ups keep being
+answered from the old index until the new one is ready, and never from half of a change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from app.repositories.layers import CHANGES_CHANNEL
+
+log = logging.getLogger(__name__)
+RECONNECT_S = 1.0  # wait between attempts while the database is unreachable
+
+
+def conninfo(sqlalchemy_url: str) -> str:
+    """A libpq connection string from a SQLAlchemy URL (psycopg driver dropped)."""
+    url = make_url(sqlalchemy_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+class ChangeListener(threading.Thread):
+    """A daemon thread calling ``on_change(layer)`` for every committed layer change."""
+
+    def __init__(self, dsn: str, on_change: Callable[[str], None]) -> None:
+        super().__init__(name="territory-change-listener", daemon=True)
+        self._dsn = dsn
+        self._on_change = on_change
+        self._stopping = threading.Event()
+        self.listening = threading.Event()  # set while LISTEN is active (tests wait on it)
+
+    def stop(self) -> None:
+        """Ask the thread to end; it does within about half a second."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Listen, reconnecting while the database is unreachable, until stopped."""
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+            except psycopg.OperationalError as exc:
+                self.listening.clear()
+                log.warning("change listener lost the database (%s); retrying", exc)
+                self._stopping.wait(RECONNECT_S)
+
+    def _listen(self) -> None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+            self.listening.set()
+            while not self._stopping.is_set():
+                for notice in conn.notifies(timeout=0.5):
+                    self._deliver(notice.payload)
+
+    def _deliver(self, layer: str) -> None:
+        try:
+            self._on_change(layer)
+        except Exception:  # one bad rebuild must not stop the listener
+            log.exception("rebuilding the index of layer %r failed", layer)
