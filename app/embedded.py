@@ -153,6 +153,9 @@ def port(settings: EmbeddedSettings) -> int:
 
 def _port_free(candidate: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As PostgreSQL itself does: connections of a just-stopped server linger in TIME_WAIT
+        # and must not make its own port look taken (a restart would move the cluster).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", candidate))
         except OSError:

@@ -38,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
         app.state.indexes = IndexRegistry(app.state.sessionmaker)
+        if settings.index.warm:
+            app.state.indexes.warm()
         listener = ChangeListener(conninfo(url), app.state.indexes.changed)
         listener.start()
         app.state.change_listener = listener

@@ -79,6 +79,14 @@ class IndexRegistry:
             self._entries[layer] = entry  # one assignment: readers see old or new, whole
             return entry
 
+    def warm(self) -> list[str]:
+        """Build every layer's index now; returns the layers built."""
+        with self._factory() as session:
+            names = [layer.name for layer in layer_repo.all_layers(session)]
+        for name in names:
+            self.get(name)
+        return names
+
     def forget(self, layer: str) -> None:
         """Drop a layer's index (deleted, or changed): the next look-up builds it again."""
         self._entries.pop(layer, None)

@@ -49,6 +49,16 @@ class ApiSettings(BaseSettings):
     assets_dir: Path = PROJECT_ROOT / "node_modules"  # npm packages the service serves itself
 
 
+class IndexSettings(BaseSettings):
+    """The in-memory territory indexes each worker keeps."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}INDEX_", extra="ignore")
+
+    # Build every layer's index at start-up, so look-ups never need the database (and keep
+    # answering while it is away). Off in the tests, where apps are built by the dozen.
+    warm: bool = True
+
+
 class Settings(BaseSettings):
     """All settings of one service instance."""
 
@@ -57,4 +67,5 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     data_dir: Path = PROJECT_ROOT / "data"

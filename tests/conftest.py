@@ -8,12 +8,14 @@ the run: a database test that did not run proved nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -25,7 +27,7 @@ from app import embedded
 from app.boundaries import load as load_boundaries
 from app.db import alembic_config, make_engine, migrate
 from app.factory import create_app
-from app.settings import DatabaseSettings, EmbeddedSettings, Settings
+from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
 
 TEST_DATABASE = "territory_test"
 REFERENCE_LAYERS = ("states", "counties")
@@ -53,7 +55,9 @@ def head_revision() -> str:
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """Settings pointing at the test database."""
-    return Settings(database=DatabaseSettings(url=_test_database_url()))
+    return Settings(
+        database=DatabaseSettings(url=_test_database_url()), index=IndexSettings(warm=False)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -146,3 +150,19 @@ def _wait_for(url: str, server: subprocess.Popen[bytes], timeout_s: float = 30) 
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"server at {url} did not answer in {timeout_s} s")
+
+
+@pytest.fixture
+def scratch_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedSettings]:
+    """Settings of a cluster that does not exist yet; removed afterwards."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cluster = EmbeddedSettings(data_dir=tmp_path / "pg", port=port, database="scratch")
+    monkeypatch.delenv("TERRITORY_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TERRITORY_EMBEDDED_DATA_DIR", str(cluster.data_dir))
+    monkeypatch.setenv("TERRITORY_EMBEDDED_PORT", str(port))
+    yield cluster
+    embedded.stop(cluster)
+    shutil.rmtree(embedded.data_dir(cluster), ignore_errors=True)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,22 +12,6 @@ from typer.testing import CliRunner
 from app import embedded
 from app.cli import cli
 from app.settings import EmbeddedSettings
-
-
-@pytest.fixture
-def scratch_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedSettings]:
-    """Settings of a cluster that does not exist yet; removed afterwards."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cluster = EmbeddedSettings(data_dir=tmp_path / "pg", port=port, database="scratch")
-    monkeypatch.delenv("TERRITORY_DATABASE_URL", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("TERRITORY_EMBEDDED_DATA_DIR", str(cluster.data_dir))
-    monkeypatch.setenv("TERRITORY_EMBEDDED_PORT", str(port))
-    yield cluster
-    embedded.stop(cluster)
-    shutil.rmtree(embedded.data_dir(cluster), ignore_errors=True)
 
 
 def _answers(cluster: EmbeddedSettings) -> bool:
