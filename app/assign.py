@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.indexes import LayerIndex
+from app.models import Layer
 from app.repositories import assignments
 from spatial.index import RULES
 
@@ -34,6 +35,7 @@ def assign_layer(session: Session, *, entry: LayerIndex) -> AssignResult:
     found = entry.index.owners(lon[free], lat[free])
     owned = found.owner >= 0
     rules = found.rule[owned]
+    assignments.mark_assigned(session, layer_id=entry.layer_id)
     assignments.replace(
         session,
         layer_id=entry.layer_id,
@@ -49,3 +51,30 @@ def assign_layer(session: Session, *, entry: LayerIndex) -> AssignResult:
         pinned=int(pins.size),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def before_change(session: Session, *, layer: Layer, territory_id: int) -> bytes | None:
+    """The territory's shape before an edit, if the layer's assignments are kept current."""
+    if layer.assigned_at is None:
+        return None
+    return assignments.shape_wkb(session, territory_id=territory_id)
+
+
+def after_change(
+    session: Session, *, layer: Layer, territory_id: int | None, old_wkb: bytes | None
+) -> int:
+    """Re-assign only the customers a territory change can affect: inside its old or new shape.
+
+    Nothing to do for a layer never bulk-assigned. Returns how many customers were re-assigned.
+    """
+    if layer.assigned_at is None:
+        return 0
+    ids = assignments.customers_near(session, old_wkb=old_wkb, territory_id=territory_id)
+    assignments.reassign(session, layer_id=layer.id, customer_ids=ids)
+    return len(ids)
+
+
+def after_customers(session: Session, *, customer_ids: list[int]) -> None:
+    """Assign added or moved customers in every layer kept assigned."""
+    for layer_id in assignments.assigned_layers(session):
+        assignments.reassign(session, layer_id=layer_id, customer_ids=customer_ids)

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import boundaries, demo, embedded
-from app.assign import assign_layer
+from app.assign import after_customers, assign_layer
 from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
@@ -80,9 +80,10 @@ def _store(make_batch: Callable[[], CustomerBatch]) -> None:
     with _session() as (_, session):
         batch = make_batch()
         with _progress("customers", len(batch)) as advance:
-            inserted, updated = customers.upsert(session, batch=batch, progress=advance)
+            done = customers.upsert(session, batch=batch, progress=advance)
+        after_customers(session, customer_ids=done.ids)
         session.commit()
-    console.print(f"[green]{inserted} inserted, {updated} updated[/green]")
+    console.print(f"[green]{done.inserted} inserted, {done.updated} updated[/green]")
 
 
 @db_cli.command("upgrade")

@@ -54,6 +54,8 @@ class Layer(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     title: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
+    # Set by the first bulk assignment: from then on, edits keep the assignments current.
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

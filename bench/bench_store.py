@@ -257,9 +257,9 @@ def bench_generate(count: int, seed: int, repeat: int) -> tuple[CustomerBatch, R
 
 def _upsert(engine: Engine, batch: CustomerBatch) -> tuple[int, int]:
     with Session(engine) as session:
-        counts = customers_repo.upsert(session, batch=batch)
+        done = customers_repo.upsert(session, batch=batch)
         session.commit()
-    return counts
+    return done.inserted, done.updated
 
 
 def _warm_upsert(engine: Engine, batch: CustomerBatch) -> None:

@@ -149,3 +149,73 @@ def pins_of(session: Session, *, customer_id: int) -> dict[int, int]:
         {"c": customer_id},
     ).all()
     return {int(r.layer_id): int(r.territory_id) for r in rows}
+
+
+# Re-assignment of a few customers, in SQL where the data is: the same rule as the engine
+# (checked against it by the oracle tests), the deciding rule read off the two best.
+_CLEAR = """
+DELETE FROM assignments
+WHERE layer_id = :layer_id AND NOT pinned AND customer_id = ANY(CAST(:ids AS bigint[]))
+"""
+_ASSIGN_SOME = """
+INSERT INTO assignments (layer_id, customer_id, territory_id, rule)
+SELECT :layer_id, c.id, o.ids[1],
+       CASE WHEN o.n = 1 THEN 'only'
+            WHEN o.prio[1] <> o.prio[2] THEN 'priority'
+            WHEN o.area[1] <> o.area[2] THEN 'area'
+            ELSE 'id' END
+FROM customers c
+CROSS JOIN LATERAL (
+    SELECT array_agg(t.id ORDER BY t.priority, t.area_m2, t.id) AS ids,
+           array_agg(t.priority ORDER BY t.priority, t.area_m2, t.id) AS prio,
+           array_agg(t.area_m2 ORDER BY t.priority, t.area_m2, t.id) AS area,
+           count(*) AS n
+    FROM territories t
+    WHERE t.layer_id = :layer_id AND ST_Covers(t.geom, c.geom)
+) o
+WHERE c.id = ANY(CAST(:ids AS bigint[])) AND o.n > 0
+ON CONFLICT (layer_id, customer_id) DO NOTHING
+"""
+# Customers inside the old shape or the new one (either may be missing): GiST-filtered.
+_NEAR_SHAPES = """
+SELECT c.id FROM customers c
+WHERE ST_Intersects(c.geom, ST_GeomFromWKB(CAST(:old AS bytea), 4326))
+   OR ST_Intersects(c.geom, (SELECT geom FROM territories WHERE id = :territory_id))
+"""
+
+
+def reassign(session: Session, *, layer_id: int, customer_ids: list[int]) -> int:
+    """Re-assign these customers in the layer (pins stay); returns how many got an owner."""
+    if not customer_ids:
+        return 0
+    params = {"layer_id": layer_id, "ids": customer_ids}
+    session.execute(text(_CLEAR), params)
+    return int(session.execute(text(_ASSIGN_SOME), params).rowcount)  # type: ignore[attr-defined]
+
+
+def customers_near(
+    session: Session, *, old_wkb: bytes | None, territory_id: int | None
+) -> list[int]:
+    """Customers inside a territory's old shape (WKB) or its current one: those a change affects."""
+    rows = session.scalars(text(_NEAR_SHAPES), {"old": old_wkb, "territory_id": territory_id}).all()
+    return [int(r) for r in rows]
+
+
+def shape_wkb(session: Session, *, territory_id: int) -> bytes | None:
+    """A territory's shape as WKB (None if there is no such territory)."""
+    found = session.scalar(
+        text("SELECT ST_AsBinary(geom) FROM territories WHERE id = :id"), {"id": territory_id}
+    )
+    return bytes(found) if found is not None else None
+
+
+def assigned_layers(session: Session) -> list[int]:
+    """Ids of the layers kept assigned (bulk-assigned at least once)."""
+    return [
+        int(i) for i in session.scalars(text("SELECT id FROM layers WHERE assigned_at IS NOT NULL"))
+    ]
+
+
+def mark_assigned(session: Session, *, layer_id: int) -> None:
+    """Record that the layer is assigned: edits keep it current from now on."""
+    session.execute(text("UPDATE layers SET assigned_at = now() WHERE id = :l"), {"l": layer_id})

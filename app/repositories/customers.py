@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,11 +31,22 @@ WITH up AS (
     ON CONFLICT (external_id) DO UPDATE SET
         name = EXCLUDED.name, geom = EXCLUDED.geom, value = EXCLUDED.value,
         attributes = EXCLUDED.attributes, updated_at = now()
-    RETURNING (xmax = 0) AS inserted
+    RETURNING id, (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated
+SELECT count(*) FILTER (WHERE inserted) AS inserted,
+       count(*) FILTER (WHERE NOT inserted) AS updated,
+       coalesce(array_agg(id), '{}') AS ids
 FROM up
 """
+
+
+@dataclass(frozen=True)
+class Upserted:
+    """What an upsert did: counts, and the ids of every customer it wrote."""
+
+    inserted: int
+    updated: int
+    ids: list[int]
 
 
 def upsert(
@@ -42,7 +54,7 @@ def upsert(
     *,
     batch: CustomerBatch,
     progress: Callable[[int], None] | None = None,
-) -> tuple[int, int]:
+) -> Upserted:
     """Insert or update customers by external_id, in the session's transaction."""
     session.execute(text("DROP TABLE IF EXISTS customer_stage"))
     session.execute(text(_STAGE))
@@ -56,7 +68,7 @@ def upsert(
         raise InputError(f"a customer cannot be stored: {reason}", field="body") from exc
     row = session.execute(text(_MERGE)).one()
     session.execute(text("DROP TABLE customer_stage"))
-    return int(row.inserted), int(row.updated)
+    return Upserted(inserted=int(row.inserted), updated=int(row.updated), ids=list(row.ids))
 
 
 def _copy(

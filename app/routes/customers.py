@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Request, UploadFile
 
-from app.customer_files import batch_from_file, batch_from_json_body
+from app.assign import after_customers
+from app.customer_files import CustomerBatch, batch_from_file, batch_from_json_body
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.indexes import IndexDep, LayerIndex
@@ -80,9 +81,7 @@ def customer_feature(row: dict[str, Any]) -> dict[str, Any]:
 def upsert_customers(body: CustomersBody, session: SessionDep) -> CountsPublic:
     """Insert or update customers by external_id, all or nothing."""
     batch = batch_from_json_body(body)
-    inserted, updated = repo.upsert(session, batch=batch)
-    session.commit()
-    return CountsPublic(inserted=inserted, updated=updated, total=repo.count(session))
+    return _store(session, batch)
 
 
 @router.post("/import", response_model=CountsPublic)
@@ -95,9 +94,15 @@ def import_customers(
 ) -> CountsPublic:
     """Import a file of customers, all or nothing: any bad row rejects the whole file."""
     batch = batch_from_file(file.filename or "", file.file.read(), file.content_type)
-    inserted, updated = repo.upsert(session, batch=batch)
+    return _store(session, batch)
+
+
+def _store(session: SessionDep, batch: CustomerBatch) -> CountsPublic:
+    """Upsert the batch and assign its customers in every layer kept assigned; one commit."""
+    done = repo.upsert(session, batch=batch)
+    after_customers(session, customer_ids=done.ids)
     session.commit()
-    return CountsPublic(inserted=inserted, updated=updated, total=repo.count(session))
+    return CountsPublic(inserted=done.inserted, updated=done.updated, total=repo.count(session))
 
 
 @router.get("", response_class=GeoJSONResponse, responses=geojson(FeatureCollectionPublic))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import Discriminator, Tag
 from sqlalchemy.orm import Session
 
+from app.assign import after_change, before_change
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.indexes import IndexDep, IndexRegistry
@@ -94,8 +95,20 @@ def territory_feature(row: dict[str, Any]) -> dict[str, Any]:
     return feature(row["id"], row["geometry"], props)
 
 
-def _commit(session: Session, registry: IndexRegistry, layer: Layer) -> None:
-    """The request's one commit; the layer's index is dropped, rebuilt on its next look-up."""
+def _commit(
+    session: Session,
+    registry: IndexRegistry,
+    layer: Layer,
+    *,
+    territory_id: int | None,
+    old_wkb: bytes | None,
+) -> None:
+    """The request's one commit, with the customers the change affects re-assigned.
+
+    The layer's index is dropped here and rebuilt on its next look-up; other workers hear of
+    the change by NOTIFY.
+    """
+    after_change(session, layer=layer, territory_id=territory_id, old_wkb=old_wkb)
     layers.touch(session, layer=layer)
     session.commit()
     registry.forget(layer.name)
@@ -127,7 +140,7 @@ def create_territory(
     target = layers.get_by_name(session, name=layer)
     draft = body.to_draft(repair=repair)
     territory_id = repo.create(session, layer_id=target.id, draft=draft)
-    _commit(session, registry, target)
+    _commit(session, registry, target, territory_id=territory_id, old_wkb=None)
     out = _respond(session, target.id, territory_id, status.HTTP_201_CREATED)
     out.headers["Location"] = str(
         request.url_for("get_territory", layer=layer, territory_id=territory_id)
@@ -169,10 +182,11 @@ def replace_territory(
 ) -> GeoJSONResponse:
     """Replace a territory whole (fields not given take their defaults)."""
     target = layers.get_by_name(session, name=layer)
+    old = before_change(session, layer=target, territory_id=territory_id)
     repo.replace(
         session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
     )
-    _commit(session, registry, target)
+    _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
     return _respond(session, target.id, territory_id)
 
 
@@ -188,10 +202,11 @@ def patch_territory(
 ) -> GeoJSONResponse:
     """Change some fields of a territory; a geometry or counties/states replace its shape."""
     target = layers.get_by_name(session, name=layer)
+    old = before_change(session, layer=target, territory_id=territory_id)
     repo.patch(
         session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
     )
-    _commit(session, registry, target)
+    _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
     return _respond(session, target.id, territory_id)
 
 
@@ -201,6 +216,7 @@ def delete_territory(
 ) -> Response:
     """Delete a territory."""
     target = layers.get_by_name(session, name=layer)
+    old = before_change(session, layer=target, territory_id=territory_id)
     repo.remove(session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target)
+    _commit(session, registry, target, territory_id=None, old_wkb=old)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

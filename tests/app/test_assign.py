@@ -93,3 +93,62 @@ def test_cli_assign(
     written = len(_stored_owners(session, _layer_id(session, "states")))
     assert f"states: {written} assigned" in result.output
     assert written > 2_900
+
+
+def _truth(session: Session, layer_id: int) -> dict[int, int]:
+    ids, lon, lat = customer_points(session)
+    owner, _ = owners_sql(session, layer_id=layer_id, lon=lon, lat=lat)
+    return {int(c): int(t) for c, t in zip(ids, owner, strict=True) if t >= 0}
+
+
+def _square(x0: float, y0: float, side: float) -> dict[str, object]:
+    ring = [[x0, y0], [x0 + side, y0], [x0 + side, y0 + side], [x0, y0 + side], [x0, y0]]
+    return {"type": "Polygon", "coordinates": [ring]}
+
+
+def test_assignments_stay_current_after_edits(stored: TestClient, session: Session) -> None:
+    stored.post("/layers", json={"name": "live"})
+    url = "/layers/live/territories"
+    west = stored.post(url, json=canonical.feature(_square(-125, 30, 15), name="W")).json()["id"]
+    stored.post(url, json={"name": "TX", "states": ["TX"]})
+    stored.post(url, json=canonical.feature(_square(-74, 40, 8), name="NE"))  # never edited
+    stored.post("/layers/live/assign")
+    layer_id = _layer_id(session, "live")
+
+    def current() -> dict[int, int]:
+        session.rollback()  # a fresh snapshot
+        return {c: t for c, (t, _) in _stored_owners(session, layer_id).items()}
+
+    assert current() == _truth(session, layer_id)
+    untouched_before = session.scalar(
+        text("SELECT min(assigned_at) FROM assignments WHERE layer_id = :l"), {"l": layer_id}
+    )
+    # A new territory overlapping W, a reshape, a priority change, a delete: each re-assigns
+    # only what it touches, and the table always equals a full run.
+    east = stored.post(url, json=canonical.feature(_square(-95, 25, 20), name="E", priority=-1))
+    assert current() == _truth(session, layer_id)
+    stored.patch(f"{url}/{west}", json={"geometry": _square(-125, 35, 10)})
+    assert current() == _truth(session, layer_id)
+    stored.patch(f"{url}/{east.json()['id']}", json={"priority": 9})
+    assert current() == _truth(session, layer_id)
+    stored.delete(f"{url}/{west}")
+    assert current() == _truth(session, layer_id)
+    # Customers added and moved are assigned as they are written.
+    stored.post(
+        "/customers",
+        json=[
+            {"external_id": "new-in-texas", "lon": -97.7, "lat": 30.3},
+            {"external_id": "sea-1", "lon": -96.8, "lat": 32.8},  # moved ashore, into Texas
+        ],
+    )
+    assert current() == _truth(session, layer_id)
+    # Customers far from every edit (New England, east of E's -75) kept their original rows.
+    kept, rewritten = session.execute(
+        text(
+            "SELECT count(*), count(*) FILTER (WHERE a.assigned_at > :t) "
+            "FROM assignments a JOIN customers c ON c.id = a.customer_id "
+            "WHERE a.layer_id = :l AND ST_X(c.geom) > -74"
+        ),
+        {"l": layer_id, "t": untouched_before},
+    ).one()
+    assert kept > 50 and rewritten == 0
