@@ -39,12 +39,13 @@ def lookup_point(
 ) -> dict[str, Any]:
     """Who owns this point: the owner, the rule that decided, and every covering territory."""
     entry = registry.get(layer)
-    found = entry.index.owners([lon], [lat])
-    covering = entry.index.covering(lon, lat).tolist()
+    owner, rule, _ = entry.index.owner_of(lon, lat)  # the scalar fast path
+    covering = entry.index.covering(lon, lat).tolist() if owner >= 0 else []
     return {
         "layer": entry.layer,
         "point": [lon, lat],
-        **_answer(entry, int(found.owner[0]), int(found.rule[0]), int(found.covering[0])),
+        "owner": entry.describe(owner) if owner >= 0 else None,
+        "rule": rule if owner >= 0 else None,
         "covering": [entry.describe(t) for t in covering],
     }
 

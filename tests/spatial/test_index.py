@@ -139,3 +139,20 @@ def test_index_agrees_with_brute_force(squares: list[tuple[int, int, int, int]],
         index, x, y
     )
     assert set(found.rules()) <= set(RULES)
+    # The scalar fast path gives the very same answers.
+    one_by_one = [index.owner_of(px, py) for px, py in zip(x[:60], y[:60], strict=True)]
+    assert one_by_one == list(
+        zip(
+            found.owner[:60].tolist(), found.rules()[:60], found.covering[:60].tolist(), strict=True
+        )
+    )
+
+
+def test_scalar_fast_path_on_the_canonical_cases() -> None:
+    index = _layer([canonical.LEFT_OF_BORDER, canonical.RIGHT_OF_BORDER, canonical.WITH_HOLE])
+    assert index.owner_of(31.0, 0.5) == (1, "id", 2)
+    assert index.owner_of(31.5, 0.5) == (2, "only", 1)
+    assert index.owner_of(12, 12) == (-1, "none", 0)
+    assert index.owner_of(0, 0) == (-1, "none", 0)
+    with pytest.raises(SpatialError):
+        index.owner_of(181, 0)
