@@ -126,9 +126,9 @@ class Assignment(Base):
 
     __tablename__ = "assignments"
 
-    layer_id: Mapped[int] = mapped_column(
-        ForeignKey("layers.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key of its own: the composite key to the territory implies the layer (and
+    # cascades from it), and each foreign-key check costs ~5 s per million assignments.
+    layer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     customer_id: Mapped[int] = mapped_column(
         ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     )

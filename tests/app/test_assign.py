@@ -152,3 +152,16 @@ def test_assignments_stay_current_after_edits(stored: TestClient, session: Sessi
         {"l": layer_id, "t": untouched_before},
     ).one()
     assert kept > 50 and rewritten == 0
+
+
+def test_deleting_a_layer_takes_its_assignments(stored: TestClient, session: Session) -> None:
+    stored.post("/layers", json={"name": "gone"})
+    stored.post("/layers/gone/territories", json={"name": "CA", "states": ["CA"]})
+    assert stored.post("/layers/gone/assign").json()["assigned"] > 100
+    layer_id = _layer_id(session, "gone")
+    session.rollback()
+    assert stored.delete("/layers/gone").status_code == 204
+    left = session.scalar(
+        text("SELECT count(*) FROM assignments WHERE layer_id = :l"), {"l": layer_id}
+    )
+    assert left == 0
