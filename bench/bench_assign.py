@@ -1020,7 +1020,7 @@ def targets(bench: Bench, rss: dict[str, Any], worker: dict[str, Any]) -> list[l
         ratio("engine vs PostGIS join (faster SQL form)", "postgis", 50),
         ["end to end (assign_layer + commit) vs PostGIS join", "<= 1/5 of its time (>= 5x)",
          f"{e2e:.1f}x ({s['end_to_end']:.2f} s vs {s['postgis']:.2f} s)", verdict(e2e >= 5)],
-        ["single point, index.owners([x], [y]) p50", "<= 10 µs",
+        ["single point, index.owner_of(x, y) p50", "<= 10 µs",
          f"{s['point_p50_us']:.1f} µs", verdict(s["point_p50_us"] <= 10)],
         ["RSS, worker-like fresh process (index + assignments)", "<= 600 MB (10^6 B)",
          f"{worker['rss'] / 1e6:,.0f} MB ({_mib(worker['rss'])})",

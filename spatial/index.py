@@ -35,6 +35,7 @@ RULES = ("none", "pinned", "only", "priority", "area", "id")
 RULE_NONE, RULE_PINNED, RULE_ONLY, RULE_PRIORITY, RULE_AREA, RULE_ID = range(6)
 
 _EMPTY = np.empty(0, dtype=np.int64)
+SHORTCUT_DEPTH = 4  # fine grid of root_deg / 16 (1/16 degree with 1-degree roots: 32 MB, US)
 _NODE_DECIDED, _NODE_SPLIT, _NODE_LEAF = 0, 1, 2
 
 IntArray = npt.NDArray[np.int64]
@@ -106,6 +107,10 @@ class _Tree:
     candidates: IntArray  # territory positions of the leaves, slot by slot
     answers: _Answer  # one row per covering set met in a decided cell
     answer_sets: list[IntArray] = field(default_factory=list)  # covering positions per answer
+    # A shortcut past the top levels: one fine cell (root_deg / 2**shortcut_depth) -> the
+    # deepest node down to that depth containing it, so most descents start there.
+    shortcut: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
+    shortcut_depth: int = 0
 
 
 class TerritoryIndex:
@@ -168,11 +173,13 @@ class TerritoryIndex:
 
     def _node_of(self, x: float, y: float) -> int:
         t = self._tree
-        ix = math.floor((x - t.x0) / t.root_deg)
-        iy = math.floor((y - t.y0) / t.root_deg)
-        if not (0 <= ix < t.nx and 0 <= iy < t.ny):
+        fine = t.root_deg / 2**t.shortcut_depth
+        nxf, nyf = t.nx << t.shortcut_depth, t.ny << t.shortcut_depth
+        ix = _cell_index_one(x, t.x0, fine)
+        iy = _cell_index_one(y, t.y0, fine)
+        if not (0 <= ix < nxf and 0 <= iy < nyf):
             return -1
-        node = iy * t.nx + ix
+        node = t.shortcut.item(iy * nxf + ix)
         kind, value, cx, cy, size = t.kind, t.value, t.cx, t.cy, t.size
         while kind.item(node) == _NODE_SPLIT:
             half = size.item(node) / 2.0
@@ -218,10 +225,13 @@ class TerritoryIndex:
     def _descend(self, x: FloatArray, y: FloatArray) -> IntArray:
         """The node of each point's deepest cell; -1 outside the root grid."""
         t = self._tree
-        ix = np.floor((x - t.x0) / t.root_deg).astype(np.int64)
-        iy = np.floor((y - t.y0) / t.root_deg).astype(np.int64)
-        inside = (ix >= 0) & (ix < t.nx) & (iy >= 0) & (iy < t.ny)
-        node = np.where(inside, iy * t.nx + ix, -1)
+        fine = t.root_deg / 2**t.shortcut_depth
+        nxf, nyf = t.nx << t.shortcut_depth, t.ny << t.shortcut_depth
+        ix = _cell_index(x, t.x0, fine)
+        iy = _cell_index(y, t.y0, fine)
+        inside = (ix >= 0) & (ix < nxf) & (iy >= 0) & (iy < nyf)
+        node = np.full(x.size, -1, dtype=np.int64)
+        node[inside] = t.shortcut[iy[inside] * nxf + ix[inside]]
         todo = np.flatnonzero(inside)
         todo = todo[t.kind[node[todo]] == _NODE_SPLIT]
         while todo.size:
@@ -259,6 +269,53 @@ class TerritoryIndex:
 
 
 # --- building -------------------------------------------------------------------------------
+
+
+def _cell_index(v: FloatArray, origin: float, step: float) -> IntArray:
+    """Index of the cell of width ``step`` holding each value, decided exactly at the edges.
+
+    The division rounds, so a value within an ulp of an edge could land in the neighbour;
+    edges (origin + i * step, dyadic numbers) are exact, so comparing with them settles it
+    the way the tree's own ``x >= edge`` tests do.
+    """
+    i = np.floor((v - origin) / step).astype(np.int64)
+    i -= v < origin + i * step
+    i += v >= origin + (i + 1) * step
+    return i
+
+
+def _cell_index_one(v: float, origin: float, step: float) -> int:
+    """``_cell_index`` for one value, without array overhead."""
+    i = math.floor((v - origin) / step)
+    if v < origin + i * step:
+        return i - 1
+    return i + 1 if v >= origin + (i + 1) * step else i
+
+
+def _shortcut(
+    kinds: list[npt.NDArray[np.int8]],
+    xs: list[FloatArray],
+    ys: list[FloatArray],
+    grid: tuple[float, float, int, int],
+    root_deg: float,
+) -> tuple[npt.NDArray[np.int32], int]:
+    """Fill the fine grid level by level: each node paints its block, deeper nodes over it."""
+    depth = min(SHORTCUT_DEPTH, len(kinds) - 1)
+    x0, y0, nx, ny = grid
+    fine = root_deg / 2**depth
+    nxf = nx << depth
+    dense = np.zeros((ny << depth) * nxf, dtype=np.int32)
+    first = 0
+    for level in range(depth + 1):
+        block = 1 << (depth - level)
+        fx = np.rint((xs[level] - x0) / fine).astype(np.int64)  # exact: dyadic origins
+        fy = np.rint((ys[level] - y0) / fine).astype(np.int64)
+        nodes = first + np.arange(fx.size, dtype=np.int64)
+        for j in range(block):
+            for i in range(block):
+                dense[(fy + j) * nxf + fx + i] = nodes
+        first += fx.size
+    return dense, depth
 
 
 def _ranks(territories: Territories) -> IntArray:
@@ -418,6 +475,7 @@ def _finish(
         rows = np.repeat(np.arange(n + 1, len(sets)), [s.size for s in shared])
         _resolve(rows, np.concatenate(shared), rank, territories, answers)
     x0, y0, nx, ny = grid
+    shortcut, shortcut_depth = _shortcut(b.kind, b.cx, b.cy, grid, root_deg)
     return _Tree(
         x0=x0,
         y0=y0,
@@ -433,6 +491,8 @@ def _finish(
         candidates=np.concatenate(b.candidates) if b.candidates else _EMPTY,
         answers=answers,
         answer_sets=sets,
+        shortcut=shortcut,
+        shortcut_depth=shortcut_depth,
     )
 
 

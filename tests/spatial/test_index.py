@@ -13,7 +13,7 @@ from pyproj import Geod
 from shapely.geometry import shape
 
 from spatial.errors import SpatialError
-from spatial.index import RULES, Territories, TerritoryIndex
+from spatial.index import RULES, Territories, TerritoryIndex, _cell_index, _cell_index_one
 from tests import canonical
 
 _GEOD = Geod(ellps="WGS84")
@@ -156,3 +156,15 @@ def test_scalar_fast_path_on_the_canonical_cases() -> None:
     assert index.owner_of(0, 0) == (-1, "none", 0)
     with pytest.raises(SpatialError):
         index.owner_of(181, 0)
+
+
+def test_cell_index_is_exact_at_the_edges() -> None:
+    edges = np.array([-180.0, -179.875, 0.0, 1.0, 179.875])
+    values = np.concatenate(
+        [edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), [-1e-300, 1e-300]]
+    )
+    got = _cell_index(values, -180.0, 0.125)
+    # The exact answer: the largest i with origin + i * step <= v (edges are exact here).
+    expected = [max(i for i in range(-2, 2885) if -180.0 + i * 0.125 <= v) for v in values]
+    assert got.tolist() == expected
+    assert [_cell_index_one(float(v), -180.0, 0.125) for v in values] == expected
