@@ -112,6 +112,11 @@ class _Tree:
     shortcut: npt.NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
     shortcut_depth: int = 0
 
+    def fine_grid(self) -> tuple[float, int, int]:
+        """The shortcut grid: cell width (degrees), columns, rows."""
+        fine = self.root_deg / 2**self.shortcut_depth
+        return fine, self.nx << self.shortcut_depth, self.ny << self.shortcut_depth
+
 
 class TerritoryIndex:
     """Point-in-territory look-ups over one layer; build once, query many times."""
@@ -173,8 +178,7 @@ class TerritoryIndex:
 
     def _node_of(self, x: float, y: float) -> int:
         t = self._tree
-        fine = t.root_deg / 2**t.shortcut_depth
-        nxf, nyf = t.nx << t.shortcut_depth, t.ny << t.shortcut_depth
+        fine, nxf, nyf = t.fine_grid()
         ix = _cell_index_one(x, t.x0, fine)
         iy = _cell_index_one(y, t.y0, fine)
         if not (0 <= ix < nxf and 0 <= iy < nyf):
@@ -225,8 +229,7 @@ class TerritoryIndex:
     def _descend(self, x: FloatArray, y: FloatArray) -> IntArray:
         """The node of each point's deepest cell; -1 outside the root grid."""
         t = self._tree
-        fine = t.root_deg / 2**t.shortcut_depth
-        nxf, nyf = t.nx << t.shortcut_depth, t.ny << t.shortcut_depth
+        fine, nxf, nyf = t.fine_grid()
         ix = _cell_index(x, t.x0, fine)
         iy = _cell_index(y, t.y0, fine)
         inside = (ix >= 0) & (ix < nxf) & (iy >= 0) & (iy < nyf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response, status
@@ -114,6 +115,21 @@ def _commit(
     registry.forget(layer.name)
 
 
+def _edit(
+    session: Session,
+    registry: IndexRegistry,
+    layer: str,
+    territory_id: int,
+    change: Callable[..., None],
+) -> GeoJSONResponse:
+    """Apply ``change`` (repo.replace or repo.patch) to one territory, commit, answer it."""
+    target = layers.get_by_name(session, name=layer)
+    old = before_change(session, layer=target, territory_id=territory_id)
+    change(session=session, layer_id=target.id, territory_id=territory_id)
+    _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
+    return _respond(session, target.id, territory_id)
+
+
 def _respond(
     session: SessionDep, layer_id: int, territory_id: int, code: int = 200
 ) -> GeoJSONResponse:
@@ -181,13 +197,10 @@ def replace_territory(
     repair: RepairQuery = False,
 ) -> GeoJSONResponse:
     """Replace a territory whole (fields not given take their defaults)."""
-    target = layers.get_by_name(session, name=layer)
-    old = before_change(session, layer=target, territory_id=territory_id)
-    repo.replace(
-        session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
+    draft = body.to_draft(repair=repair)
+    return _edit(
+        session, registry, layer, territory_id, lambda **kw: repo.replace(**kw, draft=draft)
     )
-    _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
-    return _respond(session, target.id, territory_id)
 
 
 @router.patch("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
@@ -201,13 +214,8 @@ def patch_territory(
     repair: RepairQuery = False,
 ) -> GeoJSONResponse:
     """Change some fields of a territory; a geometry or counties/states replace its shape."""
-    target = layers.get_by_name(session, name=layer)
-    old = before_change(session, layer=target, territory_id=territory_id)
-    repo.patch(
-        session, layer_id=target.id, territory_id=territory_id, draft=body.to_draft(repair=repair)
-    )
-    _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
-    return _respond(session, target.id, territory_id)
+    draft = body.to_draft(repair=repair)
+    return _edit(session, registry, layer, territory_id, lambda **kw: repo.patch(**kw, draft=draft))
 
 
 @router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT)
