@@ -32,14 +32,11 @@ class LayerIndex:
     layer: str
     version: datetime
     index: TerritoryIndex
-    names: list[str]
-    owners: list[str | None]
-    position: dict[int, int]  # territory id -> position in the arrays
+    refs: dict[int, dict[str, Any]]  # territory id -> its id, name and owner, built once
 
     def describe(self, territory_id: int) -> dict[str, Any]:
-        """Id, name and owner of one territory of the layer."""
-        i = self.position[territory_id]
-        return {"id": territory_id, "name": self.names[i], "owner": self.owners[i]}
+        """Id, name and owner of one territory of the layer (shared: do not modify)."""
+        return self.refs[territory_id]
 
 
 def build_index(session: Session, *, layer_id: int) -> TerritoryIndex:
@@ -114,9 +111,11 @@ class IndexRegistry:
             layer=layer.name,
             version=layer.updated_at,
             index=_build(found),
-            names=found["name"],
-            owners=found["owner"],
-            position={tid: i for i, tid in enumerate(ids)},
+            # Built once per index: a batch of 100,000 look-ups reuses them, not rebuilds them.
+            refs={
+                tid: {"id": tid, "name": name, "owner": owner}
+                for tid, name, owner in zip(ids, found["name"], found["owner"], strict=True)
+            },
         )
 
 
