@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Response
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -15,7 +17,8 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", response_model=HealthPublic, responses={503: {"model": HealthPublic}})
 def health(session: SessionDep, response: Response) -> HealthPublic:
-    """Service health; 503 when the database is unreachable."""
+    """Service health; 503 when the database is unreachable. X-Worker-Pid names the worker."""
+    response.headers["X-Worker-Pid"] = str(os.getpid())  # which worker process answered
     try:
         found = meta.status(session)
     except SQLAlchemyError:
