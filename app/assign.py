@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.indexes import LayerIndex
+from app.indexes import IndexRegistry
 from app.models import Layer
-from app.repositories import assignments
-from spatial.index import RULES
+from app.repositories import assignments, layers
 
 
 @dataclass(frozen=True)
@@ -26,22 +25,25 @@ class AssignResult:
     seconds: float
 
 
-def assign_layer(session: Session, *, entry: LayerIndex) -> AssignResult:
+def assign_layer(session: Session, *, layer: str, registry: IndexRegistry) -> AssignResult:
     """Assign every customer of the store to the layer (pins stay); the caller commits."""
     started = time.perf_counter()
+    target = layers.get_by_name(session, name=layer)
+    assignments.lock_for_bulk(session, layer_id=target.id)
+    # The index as stored now (edits of the layer wait for the lock), not as last seen here.
+    entry = registry.refresh(layer)
     ids, lon, lat = assignments.customer_points(session)
     pins = assignments.pinned(session, layer_id=entry.layer_id)
     free = ~np.isin(ids, pins)
     found = entry.index.owners(lon[free], lat[free])
     owned = found.owner >= 0
-    rules = found.rule[owned]
     assignments.mark_assigned(session, layer_id=entry.layer_id)
     assignments.replace(
         session,
         layer_id=entry.layer_id,
         customer_ids=ids[free][owned],
         territory_ids=found.owner[owned],
-        rules=[RULES[r] for r in rules.tolist()],
+        rules=found.rule[owned],
     )
     return AssignResult(
         layer=entry.layer,

@@ -181,7 +181,7 @@ def assign(
     with _session() as (_, session):
         registry = IndexRegistry(sessionmaker(session.get_bind()))
         with console.status(f"building the index of {layer} and assigning"):
-            result = assign_layer(session, entry=registry.get(layer))
+            result = assign_layer(session, layer=layer, registry=registry)
         session.commit()
     console.print(
         f"[green]{layer}: {result.assigned} assigned[/green], {result.unassigned} unassigned, "

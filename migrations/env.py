@@ -6,7 +6,7 @@ from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 
-from app.db import resolve_database_url
+from app.db import include_object, resolve_database_url
 from app.models import Base
 from app.settings import Settings
 
@@ -26,7 +26,7 @@ def _url() -> str:
 def _configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
-        include_object=alembic_helpers.include_object,
+        include_object=include_object,
         process_revision_directives=alembic_helpers.writer,
         render_item=alembic_helpers.render_item,
         compare_type=True,

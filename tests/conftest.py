@@ -1,6 +1,7 @@
 """Test fixtures: a real PostGIS database (never a mock), fresh for every run.
 
-The database is ``territory_test`` on the embedded cluster, dropped and migrated from empty at
+The database is ``territory_test`` on the embedded cluster (another name with
+TERRITORY_TEST_DATABASE, so two runs can share the cluster), dropped and migrated from empty at
 the start of each run, or the one named by TERRITORY_TEST_DATABASE_URL. A skipped test fails
 the run: a database test that did not run proved nothing.
 """
@@ -27,9 +28,10 @@ from app import embedded
 from app.boundaries import load as load_boundaries
 from app.db import alembic_config, make_engine, migrate
 from app.factory import create_app
+from app.repositories import layers
 from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
 
-TEST_DATABASE = "territory_test"
+TEST_DATABASE = os.environ.get("TERRITORY_TEST_DATABASE", "territory_test")
 REFERENCE_LAYERS = ("states", "counties")
 
 
@@ -83,11 +85,15 @@ def session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def clean(engine: Engine) -> None:
     """Remove what earlier tests wrote (custom layers, customers), keep reference data."""
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE customers, assignments"))
-        conn.execute(
-            text("DELETE FROM layers WHERE name <> ALL(:keep)"), {"keep": list(REFERENCE_LAYERS)}
-        )
+    with Session(engine) as s:
+        s.execute(text("TRUNCATE customers, assignments"))
+        names = s.scalars(
+            text("SELECT name FROM layers WHERE name <> ALL(:keep)"),
+            {"keep": list(REFERENCE_LAYERS)},
+        ).all()
+        for name in names:
+            layers.remove(s, name=name)  # with its partition of assignments
+        s.commit()
 
 
 @pytest.fixture

@@ -81,6 +81,7 @@ def build_layer(session: Session, *, name: str, level: str, title: str, reset: b
     layer = layers.ensure(
         session, name=name, title=title, description=f"One territory per US {level}."
     )
+    layers.get_by_name(session, name=name, for_change=True)  # writes to a layer queue up
     params = {"layer_id": layer.id, "level": level}
     changed = 0
     if reset:

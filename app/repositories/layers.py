@@ -10,11 +10,19 @@ from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, NotFoundError
 from app.models import Layer, Territory
+from app.repositories import assignments
 
 
-def get_by_name(session: Session, *, name: str) -> Layer:
-    """The layer called ``name``; NotFoundError if there is none."""
-    layer = session.scalar(select(Layer).where(Layer.name == name))
+def get_by_name(session: Session, *, name: str, for_change: bool = False) -> Layer:
+    """The layer called ``name``; NotFoundError if there is none.
+
+    ``for_change`` locks the layer's row until commit: every write to a layer's territories,
+    pins or assignments takes it first, so writes to one layer queue up, never deadlock.
+    """
+    stmt = select(Layer).where(Layer.name == name)
+    if for_change:
+        stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: inserts may still refer
+    layer = session.scalar(stmt)
     if layer is None:
         raise NotFoundError(f"layer '{name}' does not exist; GET /layers lists them", field="layer")
     return layer
@@ -30,6 +38,7 @@ def create(session: Session, *, name: str, title: str | None, description: str |
     except IntegrityError as exc:
         raise ConflictError(f"layer '{name}' already exists", field="name") from exc
     session.refresh(layer)
+    assignments.add_partition(session, layer_id=layer.id)
     return layer
 
 
@@ -73,6 +82,9 @@ def summaries(session: Session, *, name: str | None = None) -> list[dict[str, An
 def remove(session: Session, *, name: str) -> None:
     """Delete a layer with its territories and assignments."""
     layer = get_by_name(session, name=name)
+    # The partition first: the lock it takes on assignments comes before any on territories,
+    # the order every other writer follows.
+    assignments.drop_partition(session, layer_id=layer.id)
     session.execute(delete(Layer).where(Layer.id == layer.id))
     notify(session, name=name)
 

@@ -20,8 +20,7 @@ router = APIRouter(tags=["assignments"], responses=PROBLEMS)
 @router.post("/layers/{layer}/assign", response_model=AssignPublic)
 def assign(layer: str, session: SessionDep, registry: IndexDep) -> AssignPublic:
     """Assign every customer to the territory that owns it, in one transaction, with counts."""
-    entry = registry.refresh(layer)  # the layer as stored now, not as this worker last saw it
-    result = assign_layer(session, entry=entry)
+    result = assign_layer(session, layer=layer, registry=registry)
     session.commit()
     return AssignPublic(**asdict(result))
 
@@ -34,7 +33,7 @@ def pin_customer(
     session: SessionDep,
 ) -> OwnershipPublic:
     """Pin a customer to a territory of the layer (a named account): it wins over geography."""
-    target = layers.get_by_name(session, name=layer)
+    target = layers.get_by_name(session, name=layer, for_change=True)
     customers.location(session, customer_id=customer_id)  # 404 for an unknown customer
     territory = territories.ref(session, layer_id=target.id, territory_id=body.territory_id)
     assignments.pin(
@@ -46,9 +45,11 @@ def pin_customer(
 
 @router.delete("/layers/{layer}/pins/{customer_id}", status_code=status.HTTP_204_NO_CONTENT)
 def unpin_customer(layer: str, customer_id: CustomerId, session: SessionDep) -> Response:
-    """Remove a pin: geography decides again (at the next assignment)."""
-    target = layers.get_by_name(session, name=layer)
+    """Remove a pin: geography decides again (now, if the layer is kept assigned)."""
+    target = layers.get_by_name(session, name=layer, for_change=True)
     if not assignments.unpin(session, layer_id=target.id, customer_id=customer_id):
         raise NotFoundError(f"customer {customer_id} is not pinned in layer '{layer}'", field="id")
+    if target.assigned_at is not None:  # kept current: geography decides again, now
+        assignments.reassign(session, layer_id=target.id, customer_ids=[customer_id])
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -123,7 +123,7 @@ def _edit(
     change: Callable[..., None],
 ) -> GeoJSONResponse:
     """Apply ``change`` (repo.replace or repo.patch) to one territory, commit, answer it."""
-    target = layers.get_by_name(session, name=layer)
+    target = layers.get_by_name(session, name=layer, for_change=True)
     old = before_change(session, layer=target, territory_id=territory_id)
     change(session=session, layer_id=target.id, territory_id=territory_id)
     _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
@@ -153,7 +153,7 @@ def create_territory(
     repair: RepairQuery = False,
 ) -> GeoJSONResponse:
     """Create a territory from a GeoJSON Feature, or composed from counties and/or states."""
-    target = layers.get_by_name(session, name=layer)
+    target = layers.get_by_name(session, name=layer, for_change=True)
     draft = body.to_draft(repair=repair)
     territory_id = repo.create(session, layer_id=target.id, draft=draft)
     _commit(session, registry, target, territory_id=territory_id, old_wkb=None)
@@ -223,7 +223,7 @@ def delete_territory(
     layer: str, territory_id: TerritoryId, session: SessionDep, registry: IndexDep
 ) -> Response:
     """Delete a territory."""
-    target = layers.get_by_name(session, name=layer)
+    target = layers.get_by_name(session, name=layer, for_change=True)
     old = before_change(session, layer=target, territory_id=territory_id)
     repo.remove(session, layer_id=target.id, territory_id=territory_id)
     _commit(session, registry, target, territory_id=None, old_wkb=old)

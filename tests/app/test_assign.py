@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from app import demo
 from app.cli import cli
-from app.repositories import customers
+from app.repositories import customers, layers
 from app.repositories.assignments import customer_points, owners_sql
 from app.settings import Settings
 from tests import canonical
@@ -40,6 +44,9 @@ def _stored_owners(session: Session, layer_id: int) -> dict[int, tuple[int, str]
         text("SELECT customer_id, territory_id, rule FROM assignments WHERE layer_id = :l"),
         {"l": layer_id},
     ).all()
+    # End the read: a transaction left open on assignments would hold up (and time out) the
+    # partition swap of the next bulk assignment.
+    session.rollback()
     return {r.customer_id: (r.territory_id, r.rule) for r in rows}
 
 
@@ -98,6 +105,7 @@ def test_cli_assign(
 def _truth(session: Session, layer_id: int) -> dict[int, int]:
     ids, lon, lat = customer_points(session)
     owner, _ = owners_sql(session, layer_id=layer_id, lon=lon, lat=lat)
+    session.rollback()  # the read ends here (see _stored_owners)
     return {int(c): int(t) for c, t in zip(ids, owner, strict=True) if t >= 0}
 
 
@@ -165,3 +173,115 @@ def test_deleting_a_layer_takes_its_assignments(stored: TestClient, session: Ses
         text("SELECT count(*) FROM assignments WHERE layer_id = :l"), {"l": layer_id}
     )
     assert left == 0
+
+
+def _partition(session: Session, layer_id: int) -> str | None:
+    name = session.scalar(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'assignments'::regclass "
+            "AND pg_get_expr(c.relpartbound, c.oid) = :bound"
+        ),
+        {"bound": f"FOR VALUES IN ({layer_id})"},
+    )
+    session.rollback()
+    return name
+
+
+def test_a_layer_has_its_own_partition_from_creation_to_deletion(
+    stored: TestClient, session: Session
+) -> None:
+    stored.post("/layers", json={"name": "parted"})
+    layer_id = _layer_id(session, "parted")
+    assert _partition(session, layer_id) == f"assignments_layer_{layer_id}"
+    stored.post("/layers/parted/territories", json={"name": "CA", "states": ["CA"]})
+    stored.post("/layers/parted/assign")
+    # Swapped in whole, under the same name, with the table's indexes and keys.
+    assert _partition(session, layer_id) == f"assignments_layer_{layer_id}"
+    keys = session.scalars(
+        text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = CAST(:t AS regclass) AND contype = 'f' ORDER BY 1"
+        ),
+        {"t": f"assignments_layer_{layer_id}"},
+    ).all()
+    assert keys == [
+        "FOREIGN KEY (customer_id) REFERENCES customers(id) ON DELETE CASCADE",
+        "FOREIGN KEY (territory_id, layer_id) REFERENCES territories(id, layer_id) "
+        "ON DELETE CASCADE",
+    ]
+    session.rollback()
+    assert stored.delete("/layers/parted").status_code == 204
+    assert _partition(session, layer_id) is None
+
+
+def test_keys_of_a_swapped_in_partition_still_cascade(stored: TestClient, session: Session) -> None:
+    stored.post("/layers", json={"name": "keys"})
+    url = "/layers/keys/territories"
+    ca = stored.post(url, json={"name": "CA", "states": ["CA"]}).json()["id"]
+    stored.post(url, json={"name": "TX", "states": ["TX"]})
+    stored.post("/layers/keys/assign")
+    layer_id = _layer_id(session, "keys")
+    some = session.scalar(
+        text("SELECT customer_id FROM assignments WHERE layer_id = :l AND territory_id <> :t"),
+        {"l": layer_id, "t": ca},
+    )
+    session.execute(text("DELETE FROM customers WHERE id = :c"), {"c": some})
+    session.commit()
+    assert some not in _stored_owners(session, layer_id)
+    # A territory deleted straight in SQL (no re-assignment): its rows go with it.
+    session.execute(text("DELETE FROM territories WHERE id = :t"), {"t": ca})
+    session.commit()
+    assert ca not in {t for t, _ in _stored_owners(session, layer_id).values()}
+    with pytest.raises(IntegrityError):  # an owner outside the layer is refused, as before
+        session.execute(
+            text(
+                "INSERT INTO assignments (layer_id, customer_id, territory_id, rule) "
+                "SELECT :l, c.id, t.id, 'only' FROM customers c, territories t "
+                "WHERE t.layer_id <> :l LIMIT 1"
+            ),
+            {"l": layer_id},
+        )
+    session.rollback()
+
+
+def test_a_bulk_assignment_waits_for_an_edit_in_flight(
+    stored: TestClient, session: Session, engine: Engine
+) -> None:
+    stored.post("/layers", json={"name": "race"})
+    url = "/layers/race/territories"
+    west = stored.post(url, json=canonical.feature(_square(-125, 30, 15), name="W")).json()["id"]
+    stored.post("/layers/race/assign")
+    layer_id = _layer_id(session, "race")
+    session.rollback()
+    # An edit in flight: it holds the layer's row, as every write to a layer does first.
+    with Session(engine) as editor:
+        race = layers.get_by_name(editor, name="race", for_change=True)
+        outcome: dict[str, object] = {}
+        worker = threading.Thread(
+            target=lambda: outcome.update(response=stored.post("/layers/race/assign"))
+        )
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive()  # waiting for the edit, not racing it
+        editor.execute(
+            text("UPDATE territories SET geom = ST_GeomFromText(:g, 4326) WHERE id = :t"),
+            {"g": "MULTIPOLYGON(((-125 30, -100 30, -100 50, -125 50, -125 30)))", "t": west},
+        )
+        layers.touch(editor, layer=race)
+        editor.commit()
+    worker.join(timeout=60)
+    response = outcome["response"]
+    assert isinstance(response, httpx.Response) and response.status_code == 200, response
+    # The bulk run saw the edit: the table is what PostGIS says of the edited layer.
+    current = {c: t for c, (t, _) in _stored_owners(session, layer_id).items()}
+    assert current == _truth(session, layer_id)
+    assert any(lon > -110 for lon in _lons(session, list(current)))
+
+
+def _lons(session: Session, ids: list[int]) -> list[float]:
+    rows = session.scalars(
+        text("SELECT ST_X(geom) FROM customers WHERE id = ANY(:ids)"), {"ids": ids}
+    ).all()
+    session.rollback()
+    return [float(x) for x in rows]

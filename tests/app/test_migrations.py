@@ -10,13 +10,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from geoalchemy2 import alembic_helpers
 from sqlalchemy import Engine, create_engine, inspect, pool, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import embedded
-from app.db import alembic_config, migrate
+from app.db import alembic_config, include_object, migrate
 from app.models import Base
 from app.settings import EmbeddedSettings, Settings
 
@@ -48,7 +47,7 @@ def _diffs(engine: Engine) -> list[object]:
         context = MigrationContext.configure(
             conn,
             opts={
-                "include_object": alembic_helpers.include_object,
+                "include_object": include_object,
                 "compare_type": True,
                 "target_metadata": Base.metadata,
             },
