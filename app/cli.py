@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import boundaries, demo, embedded
-from app.assign import after_customers, assign_layer
+from app.assign import after_customers, assign_layer, before_customers
 from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
@@ -79,9 +79,13 @@ def _store(make_batch: Callable[[], CustomerBatch]) -> None:
     """Build a batch (its errors reported like any other) and upsert it in one transaction."""
     with _session() as (_, session):
         batch = make_batch()
+        held = before_customers(session)
         with _progress("customers", len(batch)) as advance:
             done = customers.upsert(session, batch=batch, progress=advance)
-        after_customers(session, customer_ids=done.ids)
+        if held:
+            registry = IndexRegistry(sessionmaker(session.get_bind()))
+            with console.status(f"assigning them in {', '.join(name for _, name in held)}"):
+                after_customers(session, held=held, customer_ids=done.ids, registry=registry)
         session.commit()
     console.print(f"[green]{done.inserted} inserted, {done.updated} updated[/green]")
 

@@ -66,18 +66,23 @@ def owners_sql(
 _POINT_FIELDS = (("id", pgcopy.INT8), ("x", pgcopy.FLOAT8), ("y", pgcopy.FLOAT8))
 
 
-def customer_points(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every customer's id and lon/lat (degrees), in storage order."""
+def customer_points(
+    session: Session, *, ids: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Id and lon/lat (degrees) of every customer, or of those ``ids``, in storage order."""
     raw = session.connection().connection.driver_connection
     assert raw is not None
     # Binary COPY into one NumPy record array: a million rows as SQLAlchemy Row objects took
     # 19 s, as the driver's tuples ~1.5 s, as one buffer a fraction (bench/RESULTS.md).
+    query = "SELECT id, ST_X(geom), ST_Y(geom) FROM customers"
+    params: tuple[list[int], ...] = ()
+    if ids is not None:
+        query += " WHERE id = ANY(%s)"
+        params = (ids,)
     buffer = bytearray()
     with (
         raw.cursor() as cur,
-        cur.copy(
-            "COPY (SELECT id, ST_X(geom), ST_Y(geom) FROM customers) TO STDOUT (FORMAT BINARY)"
-        ) as copy,
+        cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", params) as copy,
     ):
         for chunk in copy:
             buffer += chunk
@@ -165,6 +170,27 @@ def replace(
     session.execute(
         text(f"ALTER TABLE assignments ATTACH PARTITION {part} FOR VALUES IN ({int(layer_id)})")
     )
+
+
+def rewrite(
+    session: Session,
+    *,
+    layer_id: int,
+    cleared: np.ndarray,
+    customer_ids: np.ndarray,
+    territory_ids: np.ndarray,
+    rules: np.ndarray,
+) -> None:
+    """Drop the layer's geographic rows of ``cleared`` customers and write the new ones.
+
+    For a batch of customers, not a whole layer: the rows go in place (binary COPY), their
+    keys checked row by row. ``rules`` holds indexes into ``spatial.index.RULES``.
+    """
+    session.execute(text(_CLEAR), {"layer_id": layer_id, "ids": cleared.astype(np.int64).tolist()})
+    _copy_assignments(
+        session, table="assignments", layer_id=layer_id, customer_ids=customer_ids,
+        territory_ids=territory_ids, rules=rules,
+    )  # fmt: skip
 
 
 _ASSIGNMENT_FIELDS = (("layer_id", pgcopy.INT4), ("customer_id", pgcopy.INT8),
@@ -308,11 +334,14 @@ def shape_wkb(session: Session, *, territory_id: int) -> bytes | None:
     return bytes(found) if found is not None else None
 
 
-def assigned_layers(session: Session) -> list[int]:
-    """Ids of the layers kept assigned (bulk-assigned at least once)."""
-    return [
-        int(i) for i in session.scalars(text("SELECT id FROM layers WHERE assigned_at IS NOT NULL"))
-    ]
+def assigned_layers(session: Session, *, lock: bool = False) -> list[tuple[int, str]]:
+    """(id, name) of the layers kept assigned (bulk-assigned at least once), by id.
+
+    ``lock`` holds their rows shared until commit: edits and bulk runs of them wait.
+    """
+    query = "SELECT id, name FROM layers WHERE assigned_at IS NOT NULL ORDER BY id"
+    rows = session.execute(text(query + (" FOR SHARE" if lock else ""))).all()
+    return [(int(r.id), str(r.name)) for r in rows]
 
 
 def mark_assigned(session: Session, *, layer_id: int) -> None:

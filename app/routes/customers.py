@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Request, UploadFile
 
-from app.assign import after_customers
+from app.assign import after_customers, before_customers
 from app.customer_files import CustomerBatch, batch_from_file, batch_from_json_body
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
-from app.indexes import IndexDep, LayerIndex
+from app.indexes import IndexDep, IndexRegistry, LayerIndex
 from app.repositories import assignments, layers
 from app.repositories import customers as repo
 from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson
@@ -78,10 +78,10 @@ def customer_feature(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("", response_model=CountsPublic)
-def upsert_customers(body: CustomersBody, session: SessionDep) -> CountsPublic:
+def upsert_customers(body: CustomersBody, session: SessionDep, registry: IndexDep) -> CountsPublic:
     """Insert or update customers by external_id, all or nothing."""
     batch = batch_from_json_body(body)
-    return _store(session, batch)
+    return _store(session, registry, batch)
 
 
 @router.post("/import", response_model=CountsPublic)
@@ -91,16 +91,18 @@ def import_customers(
         File(description="CSV (lon/lat, longitude/latitude or x/y columns), GeoJSON or GeoPackage"),
     ],
     session: SessionDep,
+    registry: IndexDep,
 ) -> CountsPublic:
     """Import a file of customers, all or nothing: any bad row rejects the whole file."""
     batch = batch_from_file(file.filename or "", file.file.read(), file.content_type)
-    return _store(session, batch)
+    return _store(session, registry, batch)
 
 
-def _store(session: SessionDep, batch: CustomerBatch) -> CountsPublic:
+def _store(session: SessionDep, registry: IndexRegistry, batch: CustomerBatch) -> CountsPublic:
     """Upsert the batch and assign its customers in every layer kept assigned; one commit."""
+    held = before_customers(session)
     done = repo.upsert(session, batch=batch)
-    after_customers(session, customer_ids=done.ids)
+    after_customers(session, held=held, customer_ids=done.ids, registry=registry)
     session.commit()
     return CountsPublic(inserted=done.inserted, updated=done.updated, total=repo.count(session))
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from app import demo
+from app.assign import ENGINE_MIN_CUSTOMERS
 from app.cli import cli
 from app.repositories import customers, layers
 from app.repositories.assignments import customer_points, owners_sql
@@ -285,3 +286,39 @@ def _lons(session: Session, ids: list[int]) -> list[float]:
     ).all()
     session.rollback()
     return [float(x) for x in rows]
+
+
+def test_a_large_customer_batch_is_assigned_by_the_engine(
+    stored: TestClient, session: Session
+) -> None:
+    stored.post("/layers", json={"name": "big"})
+    url = "/layers/big/territories"
+    stored.post(url, json=canonical.feature(_square(-125, 30, 15), name="W", priority=1))
+    stored.post(url, json={"name": "CA", "states": ["CA"]})  # overlaps W: rules too
+    stored.post(url, json={"name": "TX", "states": ["TX"]})
+    stored.post("/layers/big/assign")
+    layer_id = _layer_id(session, "big")
+    pinned_id = next(iter(_stored_owners(session, layer_id)))
+    texas = stored.get(url, params={"limit": 10}).json()["features"][-1]["id"]
+    assert stored.put(f"/layers/big/pins/{pinned_id}", json={"territory_id": texas}).is_success
+    pinned_ext = session.scalar(
+        text("SELECT external_id FROM customers WHERE id = :c"), {"c": pinned_id}
+    )
+    # 2,400 customers (over the engine's threshold): 2,000 new, 400 moved, the pinned one too.
+    batch = demo.generate(2_400, seed=99)
+    moved = [e for e in (f"demo-{k:07d}" for k in range(1, 402)) if e != pinned_ext][:400]
+    body = [
+        {"external_id": f"new-{i}" if i < 2_000 else moved[i - 2_000],
+         "lon": float(x), "lat": float(y)}
+        for i, (x, y) in enumerate(zip(batch.lon, batch.lat, strict=True))
+    ]  # fmt: skip
+    body.append({"external_id": pinned_ext, "lon": -140.0, "lat": 30.0})  # at sea, still pinned
+    assert len(body) >= ENGINE_MIN_CUSTOMERS
+    response = stored.post("/customers", json=body)
+    assert response.status_code == 200, response.text
+    current = _stored_owners(session, layer_id)
+    assert current.pop(pinned_id) == (texas, "pinned")
+    truth = _truth(session, layer_id)
+    truth.pop(pinned_id, None)
+    assert {c: t for c, (t, _) in current.items()} == truth
+    assert {rule for _, rule in current.values()} == {"only", "priority"}
