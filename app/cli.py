@@ -21,7 +21,7 @@ from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
 from app.indexes import IndexRegistry
-from app.repositories import customers
+from app.repositories import customers, layers
 from app.settings import Settings
 from spatial.errors import SpatialError
 
@@ -147,6 +147,21 @@ def boundaries_load(
         + ", ".join(f"{k}: {v} territories added or reset" for k, v in result.layers.items())
         + f" in {time.perf_counter() - started:.1f} s"
     )
+    for layer, changed in result.layers.items():
+        if changed:
+            _keep_assigned(layer)
+
+
+def _keep_assigned(layer: str) -> None:
+    """Re-run the bulk assignment of a layer kept assigned whose territories were reloaded."""
+    with _session() as (_, session):
+        if layers.get_by_name(session, name=layer).assigned_at is None:
+            return
+        registry = IndexRegistry(sessionmaker(session.get_bind()))
+        with console.status(f"re-assigning the customers of {layer}"):
+            result = assign_layer(session, layer=layer, registry=registry)
+        session.commit()
+    console.print(f"{layer}: customers re-assigned ({result.assigned} assigned)")
 
 
 @customers_cli.command("generate")

@@ -322,3 +322,25 @@ def test_a_large_customer_batch_is_assigned_by_the_engine(
     truth.pop(pinned_id, None)
     assert {c: t for c, (t, _) in current.items()} == truth
     assert {rule for _, rule in current.values()} == {"only", "priority"}
+
+
+def test_a_boundaries_reload_keeps_an_assigned_layer_assigned(
+    stored: TestClient, session: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.database.url
+    monkeypatch.setenv("TERRITORY_DATABASE_URL", settings.database.url)
+    assert stored.post("/layers/states/assign").status_code == 200
+    layer_id = _layer_id(session, "states")
+    # Texas deleted behind the service's back: its customers lose their owner ...
+    session.execute(
+        text("DELETE FROM territories WHERE layer_id = :l AND code = '48'"), {"l": layer_id}
+    )
+    session.commit()
+    before = {c: t for c, (t, _) in _stored_owners(session, layer_id).items()}
+    # ... and the reload that puts Texas back re-assigns the layer.
+    result = CliRunner().invoke(cli, ["boundaries", "load"])
+    assert result.exit_code == 0, result.output
+    assert "states: customers re-assigned" in result.output
+    after = {c: t for c, (t, _) in _stored_owners(session, layer_id).items()}
+    assert after == _truth(session, layer_id)
+    assert len(after) > len(before) + 100  # the Texans are back
