@@ -43,13 +43,16 @@ def encode(fields: Sequence[tuple[str, str]], columns: dict[str, npt.ArrayLike])
     return rows.tobytes()
 
 
-def decode(fields: Sequence[tuple[str, str]], data: bytes) -> np.ndarray:
-    """A whole binary COPY stream (header to trailer) as a record array; no NULLs allowed."""
+def decode(fields: Sequence[tuple[str, str]], data: bytes | bytearray) -> np.ndarray:
+    """A whole binary COPY stream (header to trailer) as a record array; no NULLs allowed.
+
+    The array is a view of ``data`` (no copy of a stream that may be tens of MB).
+    """
     if not data.startswith(HEADER[:11]) or not data.endswith(TRAILER):
         raise ValueError("not a PostgreSQL binary COPY stream")
     dtype = row_dtype(fields)
     ext = int.from_bytes(data[15:19], "big")
-    body = data[19 + ext : -len(TRAILER)]
+    body = memoryview(data)[19 + ext : -len(TRAILER)]
     if len(body) % dtype.itemsize:
         raise ValueError("binary COPY rows of unexpected width: a NULL or another column type")
     rows = np.frombuffer(body, dtype=dtype)

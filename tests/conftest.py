@@ -28,7 +28,6 @@ from app import embedded
 from app.boundaries import load as load_boundaries
 from app.db import alembic_config, make_engine, migrate
 from app.factory import create_app
-from app.repositories import layers
 from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
 
 TEST_DATABASE = os.environ.get("TERRITORY_TEST_DATABASE", "territory_test")
@@ -85,15 +84,11 @@ def session(engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def clean(engine: Engine) -> None:
     """Remove what earlier tests wrote (custom layers, customers), keep reference data."""
-    with Session(engine) as s:
-        s.execute(text("TRUNCATE customers, assignments"))
-        names = s.scalars(
-            text("SELECT name FROM layers WHERE name <> ALL(:keep)"),
-            {"keep": list(REFERENCE_LAYERS)},
-        ).all()
-        for name in names:
-            layers.remove(s, name=name)  # with its partition of assignments
-        s.commit()
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE customers, assignments"))
+        conn.execute(
+            text("DELETE FROM layers WHERE name <> ALL(:keep)"), {"keep": list(REFERENCE_LAYERS)}
+        )
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, NotFoundError
 from app.models import Layer, Territory
-from app.repositories import assignments
 
 
 def get_by_name(session: Session, *, name: str, for_change: bool = False) -> Layer:
@@ -37,8 +36,7 @@ def create(session: Session, *, name: str, title: str | None, description: str |
             session.flush()
     except IntegrityError as exc:
         raise ConflictError(f"layer '{name}' already exists", field="name") from exc
-    session.refresh(layer)
-    assignments.add_partition(session, layer_id=layer.id)
+    session.refresh(layer)  # a trigger gave it its partition of assignments (migration 0007)
     return layer
 
 
@@ -82,9 +80,7 @@ def summaries(session: Session, *, name: str | None = None) -> list[dict[str, An
 def remove(session: Session, *, name: str) -> None:
     """Delete a layer with its territories and assignments."""
     layer = get_by_name(session, name=name)
-    # The partition first: the lock it takes on assignments comes before any on territories,
-    # the order every other writer follows.
-    assignments.drop_partition(session, layer_id=layer.id)
+    # A trigger drops its partition of assignments first (migration 0007).
     session.execute(delete(Layer).where(Layer.id == layer.id))
     notify(session, name=name)
 

@@ -214,6 +214,13 @@ def test_a_layer_has_its_own_partition_from_creation_to_deletion(
     session.rollback()
     assert stored.delete("/layers/parted").status_code == 204
     assert _partition(session, layer_id) is None
+    # Made and dropped by the database itself, whoever inserts or deletes the layer.
+    plain = session.scalar(text("INSERT INTO layers (name) VALUES ('plain') RETURNING id"))
+    session.commit()
+    assert _partition(session, plain) == f"assignments_layer_{plain}"
+    session.execute(text("DELETE FROM layers WHERE id = :l"), {"l": plain})
+    session.commit()
+    assert _partition(session, plain) is None
 
 
 def test_keys_of_a_swapped_in_partition_still_cascade(stored: TestClient, session: Session) -> None:
