@@ -339,10 +339,10 @@ def make_bench(engine: Engine, repeat: int) -> tuple[Bench, list[Row]]:
     registry = IndexRegistry(sessionmaker(engine))
     get_s, entry = _timed(lambda: registry.get(LAYER))
     check(entry.index)
-    tree = entry.index._tree
+    cells = entry.index._cells
     shape = (
-        f"{tree.kind.size:,} nodes ({int((tree.kind == 2).sum()):,} leaves), "
-        f"{tree.candidates.size:,} leaf candidate slots"
+        f"fine grid of {cells.grid.size:,} cells, {cells.n_blocks:,} blocks, "
+        f"{cells.leaf_count.size:,} leaves, {cells.candidates.size:,} leaf candidate slots"
     )
     rows = [
         Row(BUILD, "read territories (assignments.engine_input)", n_terr, read_s, note="SQL + WKB"),
@@ -437,13 +437,16 @@ def engine_breakdown(bench: Bench, runs: int = 3) -> list[str]:
 def cell_stats(bench: Bench) -> str:
     """How the points fall in the cell tree: decided cells, leaves, pairs tested exactly."""
     index = bench.index
-    tree = index._tree
+    cells = index._cells
     x, y = spatial_index._checked(bench.lon, bench.lat)
-    node = index._descend(x, y)
-    inside = node >= 0
-    kind = tree.kind[node[inside]]
-    leaf_nodes = node[inside][kind == 2]
-    counts = tree.count[leaf_nodes]
+    code = index._descend(x, y)  # < 0: an answer row (decided cell), else 2 * leaf
+    f = cells.frame
+    inside = (
+        (x >= f.x0) & (x < f.x0 + f.nx * f.root_deg) & (y >= f.y0) & (y < f.y0 + f.ny * f.root_deg)
+    )
+    kind = np.where(code[inside] < 0, 0, 2)
+    leaf_nodes = code[inside][kind == 2] >> 1
+    counts = cells.leaf_count[leaf_nodes]
     pairs = int(counts.sum())
     used = np.unique(leaf_nodes).size
     return (
@@ -816,8 +819,7 @@ def point_breakdown(bench: Bench, sample: Any, micros: Any) -> str:
     parts["rest (Owners, ids with -1 appended, wrappers)"] = total - sum(spent.values())
     text_parts = [f"{name} {sec / calls * 1e6:.1f} µs" for name, sec in parts.items()]
     x, y = spatial_index._checked(xs, ys)
-    node = index._descend(x, y)
-    kind = np.where(node >= 0, index._tree.kind[np.maximum(node, 0)], -1)
+    kind = np.where(index._descend(x, y) < 0, 0, 2)  # decided cell (answer row) or leaf
     by_kind = [
         f"{label} {float(np.percentile(micros[kind == k], 50)):.1f} µs ({int((kind == k).sum()):,})"
         for k, label in ((0, "decided cell"), (2, "leaf cell"))

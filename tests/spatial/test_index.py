@@ -1,7 +1,9 @@
-"""The territory index: owners and rules on hand-checkable layouts, and against brute force."""
+"""The territory index: owners and rules on hand-checkable layouts, against brute force, and
+incremental changes against a fresh build."""
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,7 @@ from pyproj import Geod
 from shapely.geometry import shape
 
 from spatial.errors import SpatialError
-from spatial.index import RULES, Territories, TerritoryIndex, _cell_index, _cell_index_one
+from spatial.index import RULES, Territories, TerritoryIndex, _Frame
 from tests import canonical
 
 _GEOD = Geod(ellps="WGS84")
@@ -158,13 +160,202 @@ def test_scalar_fast_path_on_the_canonical_cases() -> None:
         index.owner_of(181, 0)
 
 
-def test_cell_index_is_exact_at_the_edges() -> None:
+def test_fine_cells_are_exact_at_the_edges() -> None:
+    frame = _Frame(x0=-180.0, y0=-90.0, root_deg=1.0, nx=360, ny=180, depth=3, max_depth=3)
     edges = np.array([-180.0, -179.875, 0.0, 1.0, 179.875])
     values = np.concatenate(
         [edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), [-1e-300, 1e-300]]
     )
-    got = _cell_index(values, -180.0, 0.125)
-    # The exact answer: the largest i with origin + i * step <= v (edges are exact here).
-    expected = [max(i for i in range(-2, 2885) if -180.0 + i * 0.125 <= v) for v in values]
+    got = frame.fine_cells(values, np.full(values.size, 0.0625))
+    # The exact answer: the largest i with origin + i * step <= v, or the padding beyond.
+    cols = [
+        max(i for i in range(-1, 2881) if Fraction(-180) + Fraction(i, 8) <= Fraction(v))
+        for v in values.tolist()
+    ]
+    row = 90 * 8  # lat 0.0625 is in the first fine row north of the equator
+    expected = [(row + 1) * frame.width + col + 1 for col in cols]
     assert got.tolist() == expected
-    assert [_cell_index_one(float(v), -180.0, 0.125) for v in values] == expected
+    assert [frame.fine_cell(v, 0.0625) for v in values.tolist()] == expected
+
+
+def test_root_deg_must_be_a_power_of_two() -> None:
+    with pytest.raises(SpatialError):
+        _layer([canonical.SQUARE], root_deg=0.3)
+
+
+# --- incremental changes -----------------------------------------------------------------------
+
+# Shapes on a quarter-degree lattice inside 0..16 degrees: (x, y, side) in quarters, and a hole.
+_SHAPE = st.tuples(st.integers(0, 56), st.integers(0, 56), st.integers(1, 16), st.booleans())
+_EDIT = st.one_of(
+    st.tuples(st.just("add"), _SHAPE, st.integers(0, 2)),
+    st.tuples(st.just("reshape"), st.integers(0, 99), _SHAPE),
+    st.tuples(st.just("delete"), st.integers(0, 99)),
+    st.tuples(st.just("priority"), st.integers(0, 99), st.integers(0, 2)),
+)
+# Two tiny squares nobody edits pin the root grid to 0..16 degrees, so most changes stay in it.
+_ANCHORS = {1: (_square(0, 0, 0.25), 0), 2: (_square(15.75, 15.75, 0.25), 0)}
+
+State = dict[int, tuple[dict[str, Any], int]]  # id -> (GeoJSON geometry, priority)
+
+
+def _shape(spec: tuple[int, int, int, bool]) -> dict[str, Any]:
+    x, y, side, hole = spec
+    outer = _square(x / 4, y / 4, side / 4)
+    if hole and side >= 4:  # a hole a quarter of the side in from each edge
+        inner = _square((x + side / 4) / 4, (y + side / 4) / 4, side / 8)
+        outer["coordinates"].append(inner["coordinates"][0][::-1])
+    return outer
+
+
+def _territories(state: State, ids: list[int]) -> Territories:
+    geoms = np.array([shape(state[i][0]) for i in ids], dtype=object)
+    return Territories(
+        ids=np.array(ids, dtype=np.int64),
+        geoms=geoms,
+        priority=np.array([state[i][1] for i in ids], dtype=np.int64),
+        area_m2=np.array([abs(_GEOD.geometry_area_perimeter(g)[0]) for g in geoms]),
+    )
+
+
+def _edited(state: State, edit: tuple[Any, ...], next_id: int) -> State:
+    """The state after one edit; edits name a territory by its rank among the editable ids."""
+    state = dict(state)
+    editable = sorted(i for i in state if i not in _ANCHORS)
+    if edit[0] == "add" or not editable:
+        spec = edit[1] if edit[0] == "add" else (8, 8, 8, False)
+        state[next_id] = (_shape(spec), edit[2] if edit[0] == "add" else 0)
+        return state
+    target = editable[edit[1] % len(editable)]
+    geometry, priority = state[target]
+    if edit[0] == "reshape":
+        state[target] = (_shape(edit[2]), priority)
+    elif edit[0] == "priority":
+        state[target] = (geometry, edit[2])
+    else:
+        del state[target]
+    return state
+
+
+def _points(state: State, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random points, points on the 1/8-degree lattice (borders, corners) and every vertex."""
+    rng = np.random.default_rng(seed)
+    vertices = np.array(
+        [xy for geometry, _ in state.values() for ring in geometry["coordinates"] for xy in ring]
+    )
+    x = np.r_[
+        rng.uniform(-0.5, 16.5, 100), np.round(rng.uniform(-0.5, 16.5, 200) * 8) / 8, vertices[:, 0]
+    ]
+    y = np.r_[
+        rng.uniform(-0.5, 16.5, 100), np.round(rng.uniform(-0.5, 16.5, 200) * 8) / 8, vertices[:, 1]
+    ]
+    return x, y
+
+
+def _answers(index: TerritoryIndex, x: np.ndarray, y: np.ndarray) -> list[tuple[int, int, int]]:
+    found = index.owners(x, y)
+    return list(
+        zip(found.owner.tolist(), found.rule.tolist(), found.covering.tolist(), strict=True)
+    )
+
+
+def _apply(index: TerritoryIndex, before: State, after: State) -> TerritoryIndex:
+    """``index`` (built from ``before``) changed into ``after``: only what differs is sent."""
+    upserts = sorted(i for i in after if before.get(i) != after[i])
+    removed = sorted(set(before) - set(after))
+    return index.with_changes(_territories(after, upserts), removed)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    start=st.lists(st.tuples(_SHAPE, st.integers(0, 2)), max_size=6),
+    batches=st.lists(st.lists(_EDIT, min_size=1, max_size=3), min_size=1, max_size=4),
+    max_depth=st.sampled_from([3, 5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_changes_applied_one_by_one_answer_like_a_fresh_build(
+    start: list[tuple[tuple[int, int, int, bool], int]],
+    batches: list[list[tuple[Any, ...]]],
+    max_depth: int,
+    seed: int,
+) -> None:
+    # max_depth 3: the fine grid holds every level; 5: blocks hold the last one.
+    state: State = dict(_ANCHORS) | {3 + k: (_shape(s), p) for k, (s, p) in enumerate(start)}
+    next_id = 3 + len(start)
+    index = TerritoryIndex.build(_territories(state, sorted(state)), max_depth=max_depth)
+    for batch in batches:
+        after = state
+        for edit in batch:
+            after = _edited(after, edit, next_id)
+            next_id += 1
+        x, y = _points(state | after, seed)
+        old_answers = _answers(index, x, y)
+        changed = _apply(index, state, after)
+        fresh = TerritoryIndex.build(_territories(after, sorted(after)), max_depth=max_depth)
+        assert _answers(changed, x, y) == _answers(fresh, x, y)
+        assert _answers(index, x, y) == old_answers  # the old version is untouched
+        assert sorted(changed.territories.ids.tolist()) == sorted(after)
+        some = list(zip(x[::7].tolist(), y[::7].tolist(), strict=True))
+        assert [changed.owner_of(px, py) for px, py in some] == [
+            fresh.owner_of(px, py) for px, py in some
+        ]
+        assert [changed.covering(px, py).tolist() for px, py in some] == [
+            fresh.covering(px, py).tolist() for px, py in some
+        ]
+        index, state = changed, after
+
+
+def test_a_change_rebuilds_only_the_root_cells_it_touches() -> None:
+    state: State = {i: (_square(i, 0, 1), 0) for i in range(1, 31)}
+    index = TerritoryIndex.build(_territories(state, sorted(state)))
+    # Root cells x 1 .. 31, y 0 .. 1: the grid holds its far edges too.
+    assert index.rebuilt_roots == 31 * 2
+    after = dict(state)
+    after[10] = (_square(10, 0, 0.5), 0)
+    changed = _apply(index, state, after)
+    # Territory 10 spans x 10..11, y 0..1: the closed cells meeting it are x 9..11, y 0..1.
+    assert changed.rebuilt_roots == 3 * 2
+    assert changed.owner_of(10.25, 0.25) == (10, "only", 1)
+    assert changed.owner_of(10.75, 0.25) == (-1, "none", 0)  # no longer in 10's new shape
+    assert changed.owner_of(11.0, 0.25) == (11, "only", 1)
+    assert index.owner_of(10.75, 0.25) == (10, "only", 1)  # the old version, as it was
+
+
+def test_no_change_is_the_same_index_and_a_bad_change_is_refused() -> None:
+    index = _layer([canonical.SQUARE, canonical.WITH_HOLE])
+    assert index.with_changes() is index
+    with pytest.raises(SpatialError):
+        index.with_changes(removed=[99])
+    twice = Territories(
+        np.array([1, 1]), np.array([shape(canonical.SQUARE)] * 2), np.zeros(2, int), np.ones(2)
+    )
+    with pytest.raises(SpatialError):
+        index.with_changes(twice)
+
+
+def test_a_territory_outside_the_root_grid_rebuilds_everything() -> None:
+    state: State = {1: (canonical.SQUARE, 0)}
+    index = TerritoryIndex.build(_territories(state, [1]))
+    after = state | {2: (_square(50, 50, 1), 0)}
+    changed = _apply(index, state, after)
+    assert changed.rebuilt_roots == 52 * 52  # a new root grid: cells 0 .. 51 both ways
+    assert changed.owner_of(50.5, 50.5) == (2, "only", 1)
+    assert changed.owner_of(0.5, 0.5) == (1, "only", 1)
+
+
+def test_many_changes_leave_no_pile_of_garbage() -> None:
+    state: State = {i: (_square(i % 8, i // 8, 1), 0) for i in range(64)}
+    index = TerritoryIndex.build(_territories(state, sorted(state)))
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        after = dict(state)
+        i = int(rng.integers(64))
+        x, y = rng.integers(0, 28, 2) / 4
+        after[i] = (_square(x, y, float(rng.integers(1, 8)) / 4), 0)
+        index, state = _apply(index, state, after), after
+    cells = index._cells
+    assert 2 * cells.dead_leaves <= cells.leaf_count.size
+    assert 2 * cells.dead_blocks <= cells.n_blocks
+    fresh = TerritoryIndex.build(_territories(state, sorted(state)))
+    x, y = _points(state, 3)
+    assert _answers(index, x, y) == _answers(fresh, x, y)
