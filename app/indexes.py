@@ -3,14 +3,23 @@
 An index is built from the stored territories and then answers look-ups without the database.
 Each layer's entry is replaced whole when the layer changes (its ``updated_at`` moves), so a
 reader sees either the old index or the new one, never half of a change.
+
+A change does not rebuild the whole index: the layer's territories are read again (ids, WKB,
+priority, area: about 20 ms for the 3,230 counties), compared with what the held index was
+built from, and only what differs goes to ``TerritoryIndex.with_changes``, which rebuilds the
+cells those territories touch. When most territories differ, a full build is as quick.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import shapely
@@ -23,6 +32,42 @@ from app.repositories import assignments
 from app.repositories import layers as layer_repo
 from spatial.index import Territories, TerritoryIndex
 
+log = logging.getLogger(__name__)
+
+How = Literal["built", "updated", "kept"]  # whole index / changed cells only / same index
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """What an index was built from, territory by territory, to find what a change changed."""
+
+    ids: np.ndarray  # int64
+    digests: np.ndarray  # (n, 2) uint64: BLAKE2b-128 of each WKB, so a new shape shows
+    priority: np.ndarray
+    area_m2: np.ndarray
+
+    @classmethod
+    def of(cls, found: dict[str, Any]) -> Source:
+        """The fingerprint of ``assignments.engine_input``'s answer."""
+        digests = b"".join(hashlib.blake2b(wkb, digest_size=16).digest() for wkb in found["wkb"])
+        words = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
+        return cls(found["ids"], words, found["priority"], found["area_m2"])
+
+    def changes(self, newer: Source) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in ``newer`` of added or changed territories, and the ids removed since."""
+        removed = np.setdiff1d(self.ids, newer.ids)
+        if not self.ids.size:
+            return np.arange(newer.ids.size), removed
+        order = np.argsort(self.ids)
+        at = order[np.minimum(np.searchsorted(self.ids, newer.ids, sorter=order), order.size - 1)]
+        same = (
+            (self.ids[at] == newer.ids)
+            & (self.priority[at] == newer.priority)
+            & (self.area_m2[at] == newer.area_m2)
+            & (self.digests[at] == newer.digests).all(axis=1)
+        )
+        return np.flatnonzero(~same), removed
+
 
 @dataclass(frozen=True, eq=False)
 class LayerIndex:
@@ -33,6 +78,9 @@ class LayerIndex:
     version: datetime
     index: TerritoryIndex
     refs: dict[int, dict[str, Any]]  # territory id -> its id, name and owner, built once
+    source: Source  # what the index was built from, to apply the next change
+    how: How = "built"  # how this version was made from the one before
+    seconds: float = 0.0  # reading the territories and making the index
 
     def describe(self, territory_id: int) -> dict[str, Any]:
         """Id, name and owner of one territory of the layer (shared: do not modify)."""
@@ -44,12 +92,38 @@ def build_index(session: Session, *, layer_id: int) -> TerritoryIndex:
     return _build(assignments.engine_input(session, layer_id=layer_id))
 
 
-def _build(found: dict[str, Any]) -> TerritoryIndex:
-    geoms = np.asarray(shapely.from_wkb(found["wkb"]), dtype=object)
-    territories = Territories(
-        ids=found["ids"], geoms=geoms, priority=found["priority"], area_m2=found["area_m2"]
+def _territories(found: dict[str, Any], at: np.ndarray | None = None) -> Territories:
+    """Engine input from ``engine_input``'s answer: every territory, or those at ``at``."""
+    pick = np.arange(found["ids"].size) if at is None else at
+    wkb = [found["wkb"][i] for i in pick.tolist()]
+    return Territories(
+        ids=found["ids"][pick],
+        geoms=np.asarray(shapely.from_wkb(wkb), dtype=object).reshape(-1),
+        priority=found["priority"][pick],
+        area_m2=found["area_m2"][pick],
     )
-    return TerritoryIndex.build(territories)
+
+
+def _build(found: dict[str, Any]) -> TerritoryIndex:
+    """A full build over every territory found."""
+    return TerritoryIndex.build(_territories(found))
+
+
+def _next_index(
+    base: LayerIndex | None, found: dict[str, Any], source: Source
+) -> tuple[TerritoryIndex, How]:
+    """The index of the layer as ``found``: the base's with the changes applied, if it helps."""
+    if base is None:
+        return _build(found), "built"
+    changed, removed = base.source.changes(source)
+    n_changes = changed.size + removed.size
+    if n_changes == 0:
+        return base.index, "kept"  # names or owners changed: the index is the same
+    if 2 * n_changes > max(source.ids.size, base.source.ids.size):
+        return _build(found), "built"  # most territories changed: a full build is as quick
+    index = base.index.with_changes(_territories(found, changed), removed)
+    # The engine builds whole too when a change leaves the root grid or touches most of it.
+    return index, "updated" if index.rebuilt_roots < index.root_cells else "built"
 
 
 class IndexRegistry:
@@ -58,6 +132,9 @@ class IndexRegistry:
     def __init__(self, factory: sessionmaker[Session]) -> None:
         self._factory = factory
         self._entries: dict[str, LayerIndex] = {}
+        # Entries no longer answered from (their layer changed here) but kept as the base the
+        # next version is made from: a change to apply costs far less than a build.
+        self._stale: dict[str, LayerIndex] = {}
         self._lock = threading.Lock()  # one build at a time: builds are CPU-bound anyway
 
     def get(self, layer: str) -> LayerIndex:
@@ -66,14 +143,22 @@ class IndexRegistry:
         return entry if entry is not None else self.refresh(layer)
 
     def refresh(self, layer: str) -> LayerIndex:
-        """Rebuild the layer's index if the stored layer is newer than the one held."""
+        """Bring the layer's index up to the stored layer, if that is newer than the one held."""
         with self._lock, self._factory() as session:
-            current = layer_repo.get_by_name(session, name=layer)
-            held = self._entries.get(layer)
+            try:
+                current = layer_repo.get_by_name(session, name=layer)
+            except NotFoundError:
+                self._drop(layer)
+                raise
+            # A forgotten entry may be current already: this thread heard of the change and
+            # refreshed before the request that made it let go of the entry it held.
+            held = self._entries.get(layer) or self._stale.get(layer)
             if held is not None and held.version >= current.updated_at:
-                return held
-            entry = self._load(session, current)
+                entry = held
+            else:
+                entry = self._load(session, current, held)
             self._entries[layer] = entry  # one assignment: readers see old or new, whole
+            self._stale.pop(layer, None)
             return entry
 
     def warm(self) -> list[str]:
@@ -85,38 +170,62 @@ class IndexRegistry:
         return names
 
     def forget(self, layer: str) -> None:
-        """Drop a layer's index (deleted, or changed): the next look-up builds it again."""
-        self._entries.pop(layer, None)
+        """Stop answering from the layer's index (changed or deleted here).
+
+        The next look-up brings it up to date, from the old index when the layer still exists.
+        """
+        entry = self._entries.pop(layer, None)
+        if entry is not None:
+            self._stale[layer] = entry
 
     def changed(self, layer: str) -> None:
-        """A layer changed somewhere: rebuild the index this worker holds, or drop it if gone."""
-        if layer not in self._entries:
+        """A layer changed somewhere: update the index this worker holds, or drop it if gone."""
+        if layer not in self._entries and layer not in self._stale:
             return  # never used here: built on first use, as it is now
-        try:
+        with contextlib.suppress(NotFoundError):  # gone: refresh dropped it
             self.refresh(layer)
-        except NotFoundError:
-            self.forget(layer)
 
     def version(self, layer: str) -> datetime | None:
         """The version of the layer's index held now (None: none held)."""
         entry = self._entries.get(layer)
         return entry.version if entry else None
 
+    def _drop(self, layer: str) -> None:
+        """Forget the layer altogether (it is gone)."""
+        self._entries.pop(layer, None)
+        self._stale.pop(layer, None)
+
     @staticmethod
-    def _load(session: Session, layer: Layer) -> LayerIndex:
+    def _load(session: Session, layer: Layer, base: LayerIndex | None) -> LayerIndex:
+        """The layer's entry as stored now, made from ``base`` when there is one."""
+        started = time.perf_counter()
         found = assignments.engine_input(session, layer_id=layer.id)
+        source = Source.of(found)
+        index, how = _next_index(base, found, source)
         ids = found["ids"].tolist()
-        return LayerIndex(
+        entry = LayerIndex(
             layer_id=layer.id,
             layer=layer.name,
             version=layer.updated_at,
-            index=_build(found),
+            index=index,
             # Built once per index: a batch of 100,000 look-ups reuses them, not rebuilds them.
             refs={
                 tid: {"id": tid, "name": name, "owner": owner}
                 for tid, name, owner in zip(ids, found["name"], found["owner"], strict=True)
             },
+            source=source,
+            how=how,
+            seconds=time.perf_counter() - started,
         )
+        log.info(
+            "layer %r: index %s in %.3f s (%d territories, %d root cells built)",
+            layer.name,
+            how,
+            entry.seconds,
+            len(index),
+            index.rebuilt_roots if how != "kept" else 0,
+        )
+        return entry
 
 
 def get_registry(request: Request) -> IndexRegistry:

@@ -2,7 +2,8 @@
 
 A change commits a NOTIFY on ``territory_changes`` with the layer's name (see
 ``repositories.layers.touch``). Each worker runs one listener thread on its own connection;
-on a notice it rebuilds that layer's index and swaps it in whole, so look-ups keep being
+on a notice it brings that layer's index up to date (rebuilding only the cells the changed
+territories touch, ``IndexRegistry.refresh``) and swaps it in whole, so look-ups keep being
 answered from the old index until the new one is ready, and never from half of a change.
 """
 
@@ -63,4 +64,4 @@ class ChangeListener(threading.Thread):
         try:
             self._on_change(layer)
         except Exception:  # one bad rebuild must not stop the listener
-            log.exception("rebuilding the index of layer %r failed", layer)
+            log.exception("updating the index of layer %r failed", layer)

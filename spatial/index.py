@@ -735,6 +735,11 @@ class TerritoryIndex:
     def __len__(self) -> int:
         return len(self.territories)
 
+    @property
+    def root_cells(self) -> int:
+        """Cells of the root grid (``rebuilt_roots`` of a full build)."""
+        return self._cells.frame.nx * self._cells.frame.ny
+
     def owners(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> Owners:
         """Owner, deciding rule and covering count of every point (degrees), in input order."""
         x, y = _checked(lon, lat)
