@@ -4,8 +4,8 @@ Builds a scratch database (``territory_bench_assign`` on the embedded cluster, d
 re-created at the start and dropped at the end), loads the reference boundaries and N demo
 customers, and measures on the counties layer, side by side:
 
-1. ours, engine alone: ``TerritoryIndex.owners(lon, lat)`` on prebuilt arrays (index build
-   reported separately);
+1. ours, engine alone: ``TerritoryIndex.owners(lon, lat)`` on prebuilt arrays (index build,
+   and its update after one county is edited, reported separately);
 2. ours, end to end: ``app.assign.assign_layer`` (read customers, owners, COPY, commit);
 3. ``geopandas.sjoin(points, counties, predicate="within")``, the call alone;
 4. shapely ``STRtree`` bbox query + prepared ``contains_xy`` per candidate;
@@ -356,8 +356,107 @@ def make_bench(engine: Engine, repeat: int) -> tuple[Bench, list[Row]]:
         ),
         Row(BUILD, "IndexRegistry.get (read + parse + build)", n_terr, get_s, note="as a worker"),
     ]
+    rows += index_update_rows(engine, lon, lat, repeat)
     bench = Bench(engine, layer_id, entry, found, ids, lon, lat, repeat, registry=registry)
     return bench, rows
+
+
+# The territory edit of the index-update rows: Alpine County, CA (06003) reshaped to itself
+# plus El Dorado County (06017), which it then overlaps; then put back as it was.
+EDITED = "06003"
+_RESHAPE = (
+    "UPDATE territories SET geom = (SELECT ST_Multi(ST_Union(geom)) FROM territories "
+    "WHERE layer_id = :layer_id AND code IN ('06003', '06017')) "
+    "WHERE layer_id = :layer_id AND code = :code"
+)
+_RESTORE = (
+    "UPDATE territories SET geom = ST_GeomFromWKB(:wkb, 4326) "
+    "WHERE layer_id = :layer_id AND code = :code"
+)
+
+
+def _edit_county(engine: Engine, wkb: bytes | None) -> None:
+    """Reshape the edited county (``wkb`` None) or restore it, and mark the layer changed."""
+    with Session(engine) as session:
+        layer = layer_repo.get_by_name(session, name=LAYER)
+        params = {"layer_id": layer.id, "code": EDITED}
+        if wkb is None:
+            session.execute(text(_RESHAPE), params)
+        else:
+            session.execute(text(_RESTORE), params | {"wkb": wkb})
+        layer_repo.touch(session, layer=layer)
+        session.commit()
+
+
+def _updated(registry: IndexRegistry) -> tuple[float, LayerIndex]:
+    """Seconds of one refresh after an edit, and the entry, which must be an update."""
+    seconds, entry = _timed(lambda: registry.refresh(LAYER))
+    if entry.how != "updated":
+        raise BenchmarkError(f"index after one territory edit: {entry.how}, not updated")
+    return seconds, entry
+
+
+def index_update_rows(engine: Engine, lon: FloatArray, lat: FloatArray, repeat: int) -> list[Row]:
+    """One county edited and put back: a worker's index update, timed and checked at N points.
+
+    A registry of its own, so the bench's keeps the index built above; the database ends as it
+    started, and the bench's registry finds it unchanged ("kept") on its next refresh.
+    """
+    registry = IndexRegistry(sessionmaker(engine))
+    base = registry.get(LAYER)
+    original = scalar(engine, f"SELECT ST_AsBinary(geom) FROM territories WHERE layer_id = "
+                      f"{base.layer_id} AND code = '{EDITED}'")  # fmt: skip
+    refresh_s: list[float] = []
+    for _ in range(repeat):
+        _edit_county(engine, None)
+        seconds, edited = _updated(registry)
+        refresh_s.append(seconds)
+        _edit_county(engine, bytes(original))
+        refresh_s.append(_updated(registry)[0])
+    index = edited.index
+    at = int(np.flatnonzero(index.territories.ids == _edited_id(engine, base.layer_id))[0])
+    t = index.territories
+    upserts = Territories(t.ids[at : at + 1], t.geoms[at : at + 1], t.priority[at : at + 1],
+                          t.area_m2[at : at + 1])  # fmt: skip
+    timing, changed = measure(lambda: base.index.with_changes(upserts), prepare=lambda: None,
+                              verify=lambda i: None, repeat=repeat)  # fmt: skip
+    check = _same_as_fresh([edited.index, changed], lon, lat, base.index)
+    n_terr = len(index)
+    return [
+        Row(BUILD, "TerritoryIndex.with_changes (one county reshaped)", n_terr, timing.median,
+            note=f"{timing.note}{changed.rebuilt_roots:,} of {changed.root_cells:,} root cells "
+            f"rebuilt; {check}"),
+        Row(BUILD, "IndexRegistry.refresh after one territory edit (read + compare + update)",
+            n_terr, statistics.median(refresh_s),
+            note=f"median of {len(refresh_s)} refreshes, each after one committed edit (the "
+            f"county reshaped, then put back): engine_input, WKB digests compared, the changed "
+            f"territory parsed, with_changes; as a worker after the NOTIFY"),
+    ]  # fmt: skip
+
+
+def _edited_id(engine: Engine, layer_id: int) -> int:
+    """The territory id of the edited county."""
+    return int(scalar(engine, f"SELECT id FROM territories WHERE layer_id = {layer_id} "
+                      f"AND code = '{EDITED}'"))  # fmt: skip
+
+
+def _same_as_fresh(
+    updated: list[TerritoryIndex], lon: FloatArray, lat: FloatArray, before: TerritoryIndex
+) -> str:
+    """Check that updated indexes answer as a fresh build of their territories at N points."""
+    want = TerritoryIndex.build(updated[0].territories).owners(lon, lat)
+    for index in updated:
+        got = index.owners(lon, lat)
+        for name in ("owner", "rule", "covering"):
+            if not np.array_equal(getattr(got, name), getattr(want, name)):
+                raise BenchmarkError(f"updated index: {name} differs from a fresh build's")
+    old = before.owners(lon, lat)
+    moved = (want.owner != old.owner) | (want.rule != old.rule) | (want.covering != old.covering)
+    return (
+        f"the registry's and this update both identical to a fresh build (owner, rule, "
+        f"covering) at all {lon.size:,} points, {int(moved.sum()):,} of which answer otherwise "
+        "after the edit"
+    )
 
 
 # --- 1. engine alone -----------------------------------------------------------------------
