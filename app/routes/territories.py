@@ -106,8 +106,9 @@ def _commit(
 ) -> None:
     """The request's one commit, with the customers the change affects re-assigned.
 
-    The layer's index is dropped here and rebuilt on its next look-up; other workers hear of
-    the change by NOTIFY.
+    This worker's index of the layer is set aside here and updated (only the root cells the
+    change touches) on its next look-up or when the NOTIFY arrives; other workers hear of the
+    change by NOTIFY and update theirs.
     """
     after_change(session, layer=layer, territory_id=territory_id, old_wkb=old_wkb)
     layers.touch(session, layer=layer)
