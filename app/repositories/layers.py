@@ -89,8 +89,15 @@ CHANGES_CHANNEL = "territory_changes"  # NOTIFY channel: payload = the changed l
 
 
 def touch(session: Session, *, layer: Layer) -> None:
-    """Mark the layer changed: its updated_at moves, and every worker hears of it on commit."""
-    session.execute(update(Layer).where(Layer.id == layer.id).values(updated_at=func.now()))
+    """Mark the layer changed: its updated_at moves, and every worker hears of it on commit.
+
+    updated_at is the index version workers compare. It is the clock at this update, taken
+    under the layer's row lock, not the transaction's start (``now()``): a change that began
+    earlier but committed later would otherwise carry an older version and be skipped.
+    """
+    session.execute(
+        update(Layer).where(Layer.id == layer.id).values(updated_at=func.clock_timestamp())
+    )
     notify(session, name=layer.name)
 
 

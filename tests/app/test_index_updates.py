@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.indexes import IndexRegistry, LayerIndex
+from app.repositories import layers
 from app.repositories.assignments import owners_sql
 from tests import canonical
 
@@ -143,3 +144,30 @@ def test_one_county_edited_updates_a_few_cells(
     near = _points([shape_now], rng, 5000, [minx - 1, miny - 1, maxx + 1, maxy + 1])
     far = _points([], rng, 5000, [-125, 24, -66, 50])
     _assert_agrees_with_postgis(session, entry, np.vstack([near, far]))
+
+
+def test_a_change_that_began_first_but_committed_last_is_not_skipped(
+    client: TestClient, engine: Engine
+) -> None:
+    """The index version is taken under the layer's lock, so commit order is version order."""
+    assert client.post("/layers", json={"name": "late"}).status_code == 201
+    base = "/layers/late/territories"
+    first = client.post(base, json=canonical.feature(_square(0, 0, 2), name="a")).json()["id"]
+    registry = _registry(client)
+    with Session(engine) as early:
+        early.execute(text("SELECT 1"))  # this transaction begins now ...
+        # ... another change begins later and commits first; this worker takes it in.
+        client.post(base, json=canonical.feature(_square(10, 0, 2), name="b"))
+        assert registry.get("late").index.owner_of(11, 1)[0] > 0
+        # The early transaction now makes its change (through the same steps as the API).
+        layer = layers.get_by_name(early, name="late", for_change=True)
+        early.execute(
+            text(
+                "UPDATE territories SET geom = ST_Multi(ST_MakeEnvelope(0, 0, 5, 5, 4326)) "
+                "WHERE id = :t"
+            ),
+            {"t": first},
+        )
+        layers.touch(early, layer=layer)
+        early.commit()
+    assert registry.refresh("late").index.owner_of(4, 4)[0] == first  # not skipped as older
