@@ -424,8 +424,8 @@ def bench_fixed_rate(bench: Bench) -> None:
         r = found[name]
         extra = r["connections_opened"] - args.connections
         note = (f"open loop, {args.rate:g} req/s for {args.rate_seconds:g} s (bench.loadgen, "
-                f"{args.connections} keep-alive connections, +{extra} "
-                f"opened when none was idle); latency from the due time: p90 {r['p90_ms']:.2f}, "
+                f"{args.connections} keep-alive connections, +{extra} opened, {r['retried']} "
+                f"resent on a new one); latency from the due time: p90 {r['p90_ms']:.2f}, "
                 f"p99.9 {r['p999_ms']:.2f}, max {r['max_ms']:.2f} ms; from the send: p50 "
                 f"{r['service_p50_ms']:.2f}, p99 {r['service_p99_ms']:.2f} ms; generator lag p99 "
                 f"{r['lag_p99_ms']:.2f} ms; every answer checked: {r['wrong']} wrong owners, "

@@ -3,10 +3,12 @@
 Run as its own process by bench/bench_http.py (``python -m bench.loadgen SPEC.json``), so the
 server under test and the client do not share an interpreter. Request ``i`` is due at
 ``start + i / rate``; it goes out then on an idle keep-alive connection (a new connection is
-opened when none is idle, and that time counts). Times come from ``time.perf_counter`` (the
-event loop's clock has 1 ms steps under uvloop). Latency is measured from the due time, not
-from the send, so a slow server cannot slow the generator down and hide its own queue
-(no coordinated omission). Every answer is checked: status 200 and the owner id expected.
+opened when none is idle, and that time counts; one idle for 2 s is not reused, and a request
+whose reused connection turns out closed by the server is sent once more on a new one). Times
+come from ``time.perf_counter`` (the event loop's clock has 1 ms steps under uvloop). Latency
+is measured from the due time, not from the send, so a slow server cannot slow the generator
+down and hide its own queue (no coordinated omission). Every answer is checked: status 200
+and the owner id expected.
 
 SPEC.json: ``{"host", "port", "rate", "seconds", "connections", "paths": [...],
 "expected": [owner id or null, ...]}``; prints one JSON line with the results.
@@ -31,6 +33,7 @@ except ImportError:  # pragma: no cover
     uvloop = None
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+STALE_S = 2.0  # an idle connection older than this is closed rather than reused
 
 
 @dataclass
@@ -41,8 +44,9 @@ class Run:
     port: int
     requests: list[bytes]
     expected: list[int | None]
-    idle: list[Connection] = field(default_factory=list)
+    idle: list[tuple[Connection, float]] = field(default_factory=list)  # and when last used
     opened: int = 0
+    retried: int = 0
     latency_s: list[float] = field(default_factory=list)  # from the due time
     service_s: list[float] = field(default_factory=list)  # from the send
     lag_s: list[float] = field(default_factory=list)  # send - due: the generator's own delay
@@ -54,18 +58,36 @@ class Run:
         self.opened += 1
         return await asyncio.open_connection(self.host, self.port)
 
+    async def take(self) -> tuple[Connection, bool]:
+        """The most recently used idle connection, or a new one; (connection, reused)."""
+        while self.idle:
+            conn, used = self.idle.pop()
+            if time.perf_counter() - used < STALE_S:
+                return conn, True
+            conn[1].close()  # the server may be closing it (uvicorn's keep-alive is 5 s)
+        return await self.connect(), False
+
     async def one(self, i: int, due: float) -> None:
         """Send request ``i`` now (it was due at ``due``), read and check its answer."""
-        conn = self.idle.pop() if self.idle else await self.connect()
+        request = self.requests[i % len(self.requests)]
+        conn, reused = await self.take()
         sent = time.perf_counter()
         try:
-            status, body = await _exchange(conn, self.requests[i % len(self.requests)])
+            try:
+                status, body = await _exchange(conn, request)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                if not reused:
+                    raise
+                conn[1].close()  # closed by the server while idle: once more, on a new one
+                self.retried += 1
+                conn = await self.connect()
+                status, body = await _exchange(conn, request)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             self.errors.append(f"request {i}: {exc!r}")
             conn[1].close()
             return
         done = time.perf_counter()
-        self.idle.append(conn)
+        self.idle.append((conn, done))
         self.latency_s.append(done - due)
         self.service_s.append(done - sent)
         self.lag_s.append(sent - due)
@@ -99,7 +121,7 @@ async def run_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode() for path in spec["paths"]
     ]
     run = Run(host, port, requests, spec["expected"])
-    run.idle = [await run.connect() for _ in range(spec["connections"])]
+    run.idle = [(await run.connect(), time.perf_counter()) for _ in range(spec["connections"])]
     total = round(spec["rate"] * spec["seconds"])
     tasks = set()
     start = time.perf_counter() + 0.05
@@ -114,7 +136,7 @@ async def run_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
     while tasks:
         await asyncio.wait(set(tasks))
     finished = time.perf_counter()
-    for _, writer in run.idle:
+    for (_, writer), _ in run.idle:
         writer.close()
     return summary(run, total, finished - start)
 
@@ -139,6 +161,7 @@ def summary(run: Run, total: int, seconds: float) -> dict[str, Any]:
         "lag_p99_ms": ms(run.lag_s, 99),
         "lag_max_ms": ms(run.lag_s, 100),
         "connections_opened": run.opened,
+        "retried": run.retried,
         "errors": run.errors[:5],
         "error_count": len(run.errors),
         "wrong": run.wrong,
