@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import geopandas as gpd
-import pyarrow.parquet as pq
 import shapely
 from sqlalchemy.orm import Session
 
@@ -35,6 +33,9 @@ class LoadResult:
 
 def read_rows(data_dir: Path) -> list[dict[str, Any]]:
     """Boundary rows (states then counties) from the committed GeoParquet files."""
+    # Imported here, not by every worker that imports this module for ABSENT_COUNTIES.
+    import geopandas as gpd  # noqa: PLC0415
+
     states = gpd.read_parquet(data_dir / STATES_FILE)
     counties = gpd.read_parquet(data_dir / COUNTIES_FILE)
     rows = [
@@ -56,6 +57,8 @@ def read_rows(data_dir: Path) -> list[dict[str, Any]]:
 
 def is_loaded(session: Session, *, data_dir: Path) -> bool:
     """True when the boundaries and both layers hold every row of the data files."""
+    import pyarrow.parquet as pq  # noqa: PLC0415  (see read_rows)
+
     # The parquet footer knows the row count: no geometry is read.
     n_states = pq.ParquetFile(data_dir / STATES_FILE).metadata.num_rows
     n_counties = pq.ParquetFile(data_dir / COUNTIES_FILE).metadata.num_rows

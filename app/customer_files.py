@@ -20,11 +20,9 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-import geopandas
 import numpy as np
 import numpy.typing as npt
 import orjson
-import pyogrio
 import shapely
 
 from app.errors import InputError, UnsupportedMediaError
@@ -717,6 +715,9 @@ def _csv_fill(raw: _Raw, rows: list[list[str]], header: list[str], keys: dict[st
 
 
 def _raw_from_geopackage(content: bytes, source: str) -> _Raw:
+    # Imported here: geopandas and pyogrio add ~120 MB to every worker that never reads a file.
+    import geopandas  # noqa: PLC0415
+
     frame = _read_geopackage(content, source)
     if not isinstance(frame, geopandas.GeoDataFrame):
         raise InputError(f"{source!r}: the layer has no geometry column", field=source)
@@ -748,6 +749,8 @@ def _raw_from_geopackage(content: bytes, source: str) -> _Raw:
 
 def _read_geopackage(content: bytes, source: str) -> Any:
     """The first layer, or the only point layer if there are several layers."""
+    import pyogrio  # noqa: PLC0415  (see _raw_from_geopackage)
+
     with warnings.catch_warnings():
         # GDAL warns that the in-memory copy's name does not end in .gpkg; it does not matter.
         warnings.simplefilter("ignore", RuntimeWarning)
