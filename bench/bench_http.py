@@ -111,6 +111,7 @@ class Bench:
     lat: FloatArray
     owner: IntArray  # PostGIS, -1: no territory covers the point
     ports: dict[str, int] = field(default_factory=dict)  # contender -> port
+    pgids: set[int] = field(default_factory=set)  # the servers' process groups
     workdir: Path = Path()
     rows: list[Row] = field(default_factory=list)
     key: dict[str, float] = field(default_factory=dict)  # figures for the targets
@@ -148,6 +149,54 @@ def cpu_busy(seconds: float = 1.0) -> float:
     time.sleep(seconds)
     total1, idle1 = sample()
     return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (process group, CPU ticks used so far, command line) of every process now."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        found[int(entry.name)] = (int(fields[2]), int(fields[11]) + int(fields[12]), command)
+    return found
+
+
+def _busy_ticks() -> tuple[int, int]:
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), sum(values) - values[3] - values[4]  # total, busy (not idle, iowait)
+
+
+@contextmanager
+def others_cpu(bench: Bench, label: str) -> Iterator[None]:
+    """Note how busy the machine was during a phase, and how much of it was not the bench.
+
+    Not the bench: processes alive at both ends of the phase outside this process group and
+    the servers', other than PostgreSQL backends of the bench database (short-lived ones that
+    came and went in between are not seen).
+    """
+    before, ticks0, started = _processes(), _busy_ticks(), time.perf_counter()
+    yield
+    after, ticks1 = _processes(), _busy_ticks()
+    hz, seconds = os.sysconf("SC_CLK_TCK"), time.perf_counter() - started
+    ours = {os.getpgrp(), *bench.pgids}
+    used = [
+        ((ticks - before[pid][1]) / hz / seconds, command)
+        for pid, (group, ticks, command) in after.items()
+        if pid in before and group not in ours and BENCH_DB not in command
+    ]
+    used.sort(reverse=True)
+    busy = (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)
+    top = "; ".join(f"{cores:.2f} `{command[:60].strip()}`" for cores, command in used[:2])
+    bench.notes.append(
+        f"CPU during {label} ({seconds:.0f} s): the machine {busy * 100:.0f} % busy "
+        f"(all {os.cpu_count()} cores); not the bench: {sum(c for c, _ in used):.2f} cores "
+        f"(top: {top})"
+    )
 
 
 def wrk_path() -> str:
@@ -218,7 +267,7 @@ def uvicorn_command(app_path: str, port: int, workers: int) -> list[str]:
 
 @contextmanager
 def server(cmd: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[int]:
-    """A server process group on ``port``, ready (GET /health is 200); always ended after."""
+    """A server process group on ``port``, ready (GET /health is 200), its id; always ended."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -229,7 +278,7 @@ def server(cmd: list[str], env: dict[str, str], port: int, log: Path) -> Iterato
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise BenchmarkError(f"{cmd[3]} did not start: {log.read_text()[-2000:]}")
             time.sleep(0.25)
-        yield port
+        yield proc.pid  # the group's id too (a new session)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -260,7 +309,8 @@ def both_servers(bench: Bench, url: str) -> Iterator[None]:
             port = free_port()
             cmd = uvicorn_command(app_path, port, args.workers)
             log = bench.workdir / f"{name}.log"
-            bench.ports[name] = stack.enter_context(server(cmd, env, port, log))
+            bench.pgids.add(stack.enter_context(server(cmd, env, port, log)))
+            bench.ports[name] = port
         yield
 
 
@@ -418,7 +468,10 @@ def run_open_loop(bench: Bench, port: int) -> dict[str, Any]:
 def bench_fixed_rate(bench: Bench) -> None:
     """Each server at the same constant rate; p50/p99 from each request's due time."""
     args = bench.args
-    found = {name: run_open_loop(bench, bench.ports[name]) for name in ("ours", "postgis")}
+    found = {}
+    for name in ("ours", "postgis"):
+        with others_cpu(bench, f"2 fixed rate, {name}"):
+            found[name] = run_open_loop(bench, bench.ports[name])
     bench.key["ours_fixed_p99_ms"] = found["ours"]["p99_ms"]
     for name, label in (("ours", _ours_label(args)), ("postgis", _theirs_label(args))):
         r = found[name]
@@ -663,9 +716,11 @@ def run_all(args: argparse.Namespace, context: dict[str, Any], workdir: Path) ->
         with both_servers(bench, url):
             for name in ("ours", "postgis"):
                 _step(f"check GET ({name})", lambda name=name: check_get(bench, name))
-            _step("1 max throughput (wrk)", lambda: bench_max_rps(bench))
+            with others_cpu(bench, "1 max throughput"):
+                _step("1 max throughput (wrk)", lambda: bench_max_rps(bench))
             _step("2 fixed rate (open loop)", lambda: bench_fixed_rate(bench))
-            _step("3 POST /lookup", lambda: bench_post(bench, postgis_s))
+            with others_cpu(bench, "3 POST"):
+                _step("3 POST /lookup", lambda: bench_post(bench, postgis_s))
     return bench
 
 
