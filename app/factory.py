@@ -10,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from app import __version__, docs, errors
 from app.db import make_engine, migrate, resolve_database_url
+from app.fastlookup import LookupFastPath
 from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
 from app.notify import ChangeListener, conninfo
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     docs.install(app, assets_dir=settings.api.assets_dir)
+    app.add_middleware(LookupFastPath)  # GET /lookup's hot path, ahead of routing
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     for module in (health, layers, territories, customers, assignments, lookup):
         app.include_router(module.router)

@@ -137,6 +137,10 @@ class IndexRegistry:
         self._stale: dict[str, LayerIndex] = {}
         self._lock = threading.Lock()  # one build at a time: builds are CPU-bound anyway
 
+    def held(self, layer: str) -> LayerIndex | None:
+        """The layer's index if this worker holds one now; never waits, never reads the database."""
+        return self._entries.get(layer)
+
     def get(self, layer: str) -> LayerIndex:
         """The layer's index; built (from the database) only if this worker has none yet."""
         entry = self._entries.get(layer)

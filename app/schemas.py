@@ -333,6 +333,16 @@ class TerritoryRef(BaseModel):
     owner: str | None
 
 
+class LookupPublic(BaseModel):
+    """Who owns a point in a layer: the owner, the rule that decided, every covering territory."""
+
+    layer: str
+    point: list[float] = Field(description="[lon, lat], degrees")
+    owner: TerritoryRef | None = Field(description="null: no territory covers the point")
+    rule: str | None = Field(description="only, priority, area or id; null: no owner")
+    covering: list[TerritoryRef] = Field(description="every covering territory, owner first")
+
+
 class OwnershipPublic(BaseModel):
     """Who owns a customer in one layer, and the rule that decided."""
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from app.fastlookup import LookupFastPath
+from app.indexes import IndexRegistry
+from app.routes.lookup import NDJSON, NDJSON_CHUNK, point_answer
 from tests import canonical
 
 LAYER = "routes"
@@ -110,3 +117,77 @@ def test_an_edit_is_seen_by_the_next_lookup(routes: TestClient) -> None:
     routes.patch(f"/layers/{LAYER}/territories/{small}", json={"priority": 5})
     after = routes.get("/lookup", params={"lon": 0.5, "lat": 0.5, "layer": LAYER}).json()
     assert (after["owner"]["name"], after["rule"]) == ("Big", "priority")
+
+
+def test_ndjson_of_many_points_keeps_every_line(routes: TestClient) -> None:
+    n = 2 * NDJSON_CHUNK + 3  # whole chunks and a partial one
+    points = [[0.5, 0.5] if i % 2 else [3, 3] for i in range(n)]
+    response = routes.post(
+        "/lookup", json={"layer": LAYER, "points": points}, headers={"accept": NDJSON}
+    )
+    lines = response.content.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == n + 1
+    names = [orjson.loads(line)["owner"]["name"] for line in lines[:-1]]
+    assert names == ["Small" if i % 2 else "Big" for i in range(n)]
+
+
+def _held_registry(client: TestClient) -> IndexRegistry:
+    registry: IndexRegistry = client.app.state.indexes  # type: ignore[attr-defined]
+    registry.get(LAYER)
+    return registry
+
+
+async def _through_fast_path(registry: IndexRegistry, query: str) -> tuple[bool, bytes]:
+    """(did the request go on to the framework, the fast path's body if it answered)."""
+    passed: list[bool] = []
+    sent: list[bytes] = []
+
+    async def framework(scope: Any, receive: Any, send: Any) -> None:
+        passed.append(True)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(message["body"])
+
+    scope = {"type": "http", "method": "GET", "path": "/lookup",
+             "query_string": query.encode(), "app": SimpleNamespace(state=SimpleNamespace(
+                 indexes=registry))}  # fmt: skip
+    await LookupFastPath(framework)(scope, None, send)  # type: ignore[arg-type]
+    return bool(passed), b"".join(sent)
+
+
+def test_the_fast_path_answers_as_the_route_does(routes: TestClient) -> None:
+    registry = _held_registry(routes)
+    entry = registry.held(LAYER)
+    assert entry is not None
+    for lon, lat in [(0.5, 0.5), (3, 3), (10, 10), (0, 0), (4, 4), (-180, -90), (180, 90)]:
+        query = f"lon={lon}&lat={lat}&layer={LAYER}"
+        passed, body = asyncio.run(_through_fast_path(registry, query))
+        assert not passed and body == orjson.dumps(point_answer(entry, float(lon), float(lat)))
+        # The same look-up through the route (an extra parameter sends it there) is the same.
+        assert routes.get(f"/lookup?{query}&via=route").content == body
+        assert routes.get(f"/lookup?{query}").content == body
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "lon=nan&lat=0&layer=routes",
+        "lon=1e400&lat=0&layer=routes",
+        "lon=181&lat=0&layer=routes",
+        "lon=0&lat=-90.5&layer=routes",
+        "lon=0x10&lat=0&layer=routes",
+        "lon=0&lat=0",
+        "lon=0&lat=0&layer=routes&layer=other",
+        "lon=0&lat=0&layer=not-held",
+        "lon=&lat=0&layer=routes",
+    ],
+)
+def test_the_fast_path_leaves_anything_unusual_to_the_route(routes: TestClient, query: str) -> None:
+    passed, body = asyncio.run(_through_fast_path(_held_registry(routes), query))
+    assert passed and body == b""
+    # ... which answers it properly: a problem naming the parameter, or a 404, never a 500.
+    response = routes.get(f"/lookup?{query}")
+    assert response.status_code in {200, 404, 422}, response.text
+    if response.status_code != 200:
+        assert response.headers["content-type"] == "application/problem+json"
