@@ -14,7 +14,19 @@ from app.fastlookup import LookupFastPath
 from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
 from app.notify import ChangeListener, conninfo
-from app.routes import assignments, customers, health, layers, lookup, territories
+from app.routes import (
+    assignments,
+    balance,
+    coverage,
+    customers,
+    health,
+    layers,
+    lookup,
+    overlaps,
+    territories,
+    validate,
+    whitespace,
+)
 from app.settings import Settings
 
 DESCRIPTION = """
@@ -63,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(LookupFastPath)  # GET /lookup's hot path, ahead of routing
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
-    for module in (health, layers, territories, customers, assignments, lookup):
+    analysis = (coverage, overlaps, whitespace, validate, balance)  # issue 4
+    for module in (health, layers, territories, customers, assignments, lookup, *analysis):
         app.include_router(module.router)
     return app
