@@ -358,3 +358,31 @@ class CustomerTerritoriesPublic(BaseModel):
     external_id: str
     point: list[float] = Field(description="[lon, lat], degrees")
     layers: list[OwnershipPublic]
+
+
+# --- layer health (GET /layers/{layer}/validate) -------------------------------------------
+
+
+class LayerProblemPublic(BaseModel):
+    """A located problem of a layer: geometry (lon/lat) where it is, kind, reason and measures."""
+
+    type: Literal["Feature"]
+    id: int
+    geometry: dict[str, Any] | None = Field(description="GeoJSON; null for an empty territory")
+    properties: dict[str, Any] = Field(
+        description="kind, reason (what is wrong, how to fix it), territory_ids, "
+        "territory_names and measures: area_km2, width_m (gap), uncovered_km2 (hole), "
+        "parts and pieces (noncontiguous), length_m (overlap_edge)"
+    )
+
+
+class LayerHealthPublic(BaseModel):
+    """A layer's health report: a FeatureCollection of problems and their count per kind."""
+
+    type: Literal["FeatureCollection"]
+    layer: str
+    gap_width_m: float = Field(description="Gaps narrower than this (metres) were looked for")
+    kinds: list[str] = Field(description="The kinds checked")
+    summary: dict[str, int] = Field(description="Problems found per kind")
+    numberReturned: int  # noqa: N815
+    features: list[LayerProblemPublic]
