@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import sessionmaker
 
 from app import __version__, docs, errors
+from app.cache import LruCache
 from app.db import make_engine, migrate, resolve_database_url
 from app.fastlookup import LookupFastPath
 from app.indexes import IndexRegistry
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.cache = LruCache(max_entries=64)  # computed answers (coverage maps), per worker
     errors.install(app)
     docs.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(LookupFastPath)  # GET /lookup's hot path, ahead of routing

@@ -154,6 +154,17 @@ class Assignment(Base):
     )
 
 
+class AssignmentVersion(Base):
+    """A counter per layer that every write of its assignments moves (coverage ETags)."""
+
+    __tablename__ = "assignment_versions"
+
+    layer_id: Mapped[int] = mapped_column(
+        ForeignKey("layers.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+
+
 ASSIGNMENT_PARTITION_PREFIX = "assignments_layer_"
 
 

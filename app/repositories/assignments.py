@@ -136,6 +136,7 @@ def replace(
     partition: attaching it builds its indexes and checks each foreign key with one join.
     Call ``lock_for_bulk`` first.
     """
+    _bump(session, layer_id)
     part = assignment_partition(layer_id)
     fresh = f"{part}_next"
     session.execute(
@@ -175,6 +176,7 @@ def rewrite(
     For a batch of customers, not a whole layer: the rows go in place (binary COPY), their
     keys checked row by row. ``rules`` holds indexes into ``spatial.index.RULES``.
     """
+    _bump(session, layer_id)
     session.execute(text(_CLEAR), {"layer_id": layer_id, "ids": cleared.astype(np.int64).tolist()})
     _copy_assignments(
         session, table="assignments", layer_id=layer_id, customer_ids=customer_ids,
@@ -238,6 +240,7 @@ SET territory_id = EXCLUDED.territory_id, rule = 'pinned', pinned = true, assign
 
 def pin(session: Session, *, layer_id: int, customer_id: int, territory_id: int) -> None:
     """Pin a customer to a territory of the layer: the pin wins over geography."""
+    _bump(session, layer_id)
     session.execute(
         text(_PIN),
         {"layer_id": layer_id, "customer_id": customer_id, "territory_id": territory_id},
@@ -246,6 +249,7 @@ def pin(session: Session, *, layer_id: int, customer_id: int, territory_id: int)
 
 def unpin(session: Session, *, layer_id: int, customer_id: int) -> bool:
     """Remove a pin; False if the customer was not pinned in the layer."""
+    _bump(session, layer_id)
     result = session.execute(
         text(
             "DELETE FROM assignments WHERE layer_id = :l AND customer_id = :c AND pinned "
@@ -303,6 +307,7 @@ def reassign(session: Session, *, layer_id: int, customer_ids: list[int]) -> int
     if not customer_ids:
         return 0
     params = {"layer_id": layer_id, "ids": customer_ids}
+    _bump(session, layer_id)
     session.execute(text(_CLEAR), params)
     return int(session.execute(text(_ASSIGN_SOME), params).rowcount)  # type: ignore[attr-defined]
 
@@ -331,6 +336,25 @@ def assigned_layers(session: Session, *, lock: bool = False) -> list[tuple[int, 
     query = "SELECT id, name FROM layers WHERE assigned_at IS NOT NULL ORDER BY id"
     rows = session.execute(text(query + (" FOR SHARE" if lock else ""))).all()
     return [(int(r.id), str(r.name)) for r in rows]
+
+
+_BUMP = """
+INSERT INTO assignment_versions AS v (layer_id, version) VALUES (:l, 1)
+ON CONFLICT (layer_id) DO UPDATE SET version = v.version + 1
+"""
+
+
+def _bump(session: Session, layer_id: int) -> None:
+    """Move the layer's assignment version: every write of its assignments calls this."""
+    session.execute(text(_BUMP), {"l": layer_id})
+
+
+def version(session: Session, *, layer_id: int) -> int:
+    """The layer's assignment version (0: never written); it moves with every write."""
+    found = session.scalar(
+        text("SELECT version FROM assignment_versions WHERE layer_id = :l"), {"l": layer_id}
+    )
+    return int(found or 0)
 
 
 def mark_assigned(session: Session, *, layer_id: int) -> None:
