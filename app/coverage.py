@@ -24,6 +24,7 @@ from app.indexes import LayerIndex
 from app.models import Layer
 from app.repositories import coverage as repo
 from spatial import coverage as engine
+from spatial.balance import Spread, spread
 
 MAX_CUSTOMER_POINTS = 100_000  # include_customers: more than this needs a bbox
 
@@ -163,3 +164,57 @@ def _customer_features(
         }
         for r in rows
     ]
+
+
+METRICS = ("customer_count", "customer_value", "area_km2")
+
+
+def balance_report(
+    session: Session, *, cache: LruCache, entry: LayerIndex, tolerance_m: float
+) -> bytes:
+    """Balance of the layer as GeoJSON: each territory's metrics and the spread of each."""
+    territories = entry.index.territories
+    count, value = repo.territory_stats(
+        session, layer_id=entry.layer_id, territory_ids=territories.ids
+    )
+    metrics = {
+        "customer_count": count.astype(np.float64),
+        "customer_value": value,
+        "area_km2": territories.area_m2 / 1e6,
+    }
+    spreads = {name: spread(territories.ids, x) for name, x in metrics.items()}
+    drawn = shapes(cache, entry, tolerance_m)
+    features = []
+    for i, tid in enumerate(territories.ids.tolist()):
+        props: dict[str, Any] = {**entry.describe(tid)}
+        props.pop("id")
+        for name, x in metrics.items():
+            mean = spreads[name].mean
+            props[name] = round(float(x[i]), 3)
+            props[f"{name}_vs_mean"] = round(float(x[i]) / mean, 4) if mean else None
+        props["color"] = int(drawn.color[i])
+        features.append(
+            {"type": "Feature", "id": tid, "geometry": orjson.Fragment(drawn.geojson[i]),
+             "properties": props}
+        )  # fmt: skip
+    body = {
+        "type": "FeatureCollection",
+        "layer": entry.layer,
+        "balance": {name: _spread_json(entry, s) for name, s in spreads.items()},
+        "features": features,
+    }
+    return orjson.dumps(body)
+
+
+def _spread_json(entry: LayerIndex, s: Spread) -> dict[str, Any]:
+    def named(pairs: list[tuple[int, float]]) -> list[dict[str, Any]]:
+        return [{**entry.describe(t), "value": round(v, 3)} for t, v in pairs]
+
+    return {
+        "mean": round(s.mean, 3),
+        "cv": round(s.cv, 4),
+        "gini": round(s.gini, 4),
+        "max_min_ratio": None if s.max_min_ratio is None else round(s.max_min_ratio, 3),
+        "above_mean": named(s.above),
+        "below_mean": named(s.below),
+    }

@@ -2,8 +2,45 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from app.routes.params import PROBLEMS
+from fastapi import APIRouter, Query, Request, Response
+
+from app.cache import LruCache
+from app.coverage import balance_report
+from app.db import SessionDep
+from app.geojson import GEOJSON
+from app.indexes import IndexDep
+from app.repositories import layers
+from app.routes.params import PROBLEMS, geojson
+from app.schemas import FeatureCollectionPublic
+from spatial.coverage import tolerance_for_zoom
 
 router = APIRouter(tags=["analysis"], responses=PROBLEMS)
+
+
+@router.get(
+    "/layers/{layer}/balance", response_class=Response, responses=geojson(FeatureCollectionPublic)
+)
+def layer_balance(
+    layer: str,
+    request: Request,
+    session: SessionDep,
+    registry: IndexDep,
+    zoom: Annotated[
+        int | None, Query(ge=0, le=22, description="Web-map zoom: simplify to a pixel there")
+    ] = None,
+) -> Response:
+    """Balance of the layer: each territory's customers, value and area (km²) against the mean.
+
+    Per metric: the mean, coefficient of variation, Gini index, max/min ratio, and the
+    territories farthest above and below the mean.
+    """
+    target = layers.get_by_name(session, name=layer)
+    entry = registry.get(layer)
+    if entry.version < target.updated_at:
+        entry = registry.refresh(layer)
+    cache: LruCache = request.app.state.cache
+    tolerance = tolerance_for_zoom(zoom) if zoom is not None else 0.0
+    body = balance_report(session, cache=cache, entry=entry, tolerance_m=tolerance)
+    return Response(body, media_type=GEOJSON)
