@@ -251,8 +251,10 @@ def _noncontiguous(layer: _Layer) -> list[Problem]:
     parts, owner = shapely.get_parts(geoms[multi], return_index=True)
     area = geodesic_area_km2(parts)
     piece = _pieces(parts, owner)
-    # The main piece of each territory: the one holding its largest part.
-    order = np.lexsort((-area, owner))
+    piece_area = np.zeros(parts.size)
+    np.add.at(piece_area, piece, area)
+    # The main piece of each territory: the largest (its parts' areas added up).
+    order = np.lexsort((-piece_area[piece], owner))
     first = order[np.r_[True, owner[order][1:] != owner[order][:-1]]]
     main = np.empty(multi.size, dtype=np.int64)
     main[owner[first]] = piece[first]
@@ -356,7 +358,7 @@ def _gaps(layer: _Layer, width_m: float) -> list[Problem]:
     flagged = np.flatnonzero(~shapely.is_empty(near))
     if flagged.size < 2:
         return []
-    pieces = _closing_gaps(geoms[flagged], width_deg)
+    pieces = _uncovered(_closing_gaps(geoms[flagged], width_deg), geoms, flagged)
     if not pieces.size:
         return []
     # A gap lies between two territories or more, next to edges GEOS flagged.
@@ -400,6 +402,19 @@ def _closing_gaps(geoms: GeomArray, width_deg: float) -> GeomArray:
     found = shapely.get_parts(shapely.difference(closed, union))
     found = found[shapely.get_type_id(found) == 3]
     return np.asarray(found[shapely.area(found) > 0], dtype=object)
+
+
+def _uncovered(pieces: GeomArray, geoms: GeomArray, flagged: IntArray) -> GeomArray:
+    """The pieces minus the territories left out of the closing (an enclave may lie there)."""
+    if not pieces.size:
+        return pieces
+    _, other = shapely.STRtree(geoms).query(pieces, predicate="intersects")
+    others = np.setdiff1d(other, flagged)
+    if not others.size:
+        return pieces
+    rest = shapely.get_parts(shapely.difference(pieces, shapely.union_all(geoms[others])))
+    rest = rest[shapely.get_type_id(rest) == 3]
+    return np.asarray(rest[shapely.area(rest) > 0], dtype=object)
 
 
 # --- measures in metres -------------------------------------------------------------------------

@@ -23,7 +23,9 @@ GapWidthQuery = Annotated[
     float,
     Query(
         gt=0,
-        le=100_000,
+        # GEOS stops flagging gaps about as wide as the territories themselves: past ~10 km,
+        # a county-sized layer would report fewer gaps, not more.
+        le=10_000,
         description="Report gaps between territories narrower than this, in metres",
     ),
 ]
