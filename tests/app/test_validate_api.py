@@ -130,7 +130,9 @@ def test_a_hand_made_layer_reports_each_problem_where_it_is(
 
     (islands,) = _by_kind(report, "noncontiguous")
     parts = _postgis(
-        session, "SELECT ST_NumGeometries(geom) FROM territories WHERE id = :id", id=layer["islands"]
+        session,
+        "SELECT ST_NumGeometries(geom) FROM territories WHERE id = :id",
+        id=layer["islands"],
     )[0]
     assert islands["properties"]["parts"] == parts == 2
     assert islands["geometry"]["type"] == "MultiPolygon"
