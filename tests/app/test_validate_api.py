@@ -219,3 +219,11 @@ def test_the_counties_report_matches_postgis(client: TestClient, session: Sessio
         (tid,) = props["territory_ids"]
         # The main piece and the parts shown add up to the county, as PostGIS measures it.
         assert props["area_km2"] + props["main_area_km2"] == pytest.approx(areas[tid], rel=1e-6)
+
+
+def test_documented_in_openapi(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/layers/{layer}/validate"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == {"layer", "gap_width_m", "kinds"}
+    assert "LayerHealthPublic" in spec["components"]["schemas"]
+    assert {"200", "404", "422"} <= set(operation["responses"])
