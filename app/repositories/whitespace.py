@@ -1,0 +1,77 @@
+"""SQL of white space: market shapes from the reference boundaries, counties, customers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app import pgcopy
+from app.repositories.territories import resolve_parts
+
+_STATES = "SELECT ST_AsBinary(geom) FROM boundaries WHERE level = 'state' ORDER BY fips"
+_BOUNDARIES = (
+    "SELECT ST_AsBinary(geom) FROM boundaries "
+    "WHERE level = :level AND fips = ANY(:fips) ORDER BY fips"
+)
+_COUNTIES = (
+    "SELECT fips, name, state_code, ST_AsBinary(geom) AS wkb "
+    "FROM boundaries WHERE level = 'county' ORDER BY fips"
+)
+_CUSTOMER_FIELDS = (("x", pgcopy.FLOAT8), ("y", pgcopy.FLOAT8), ("value", pgcopy.FLOAT8))
+
+
+def nation_wkb(session: Session) -> list[bytes]:
+    """WKB of every state (and territory) in the reference boundaries."""
+    return [bytes(w) for w in session.scalars(text(_STATES))]
+
+
+def market_wkb(session: Session, *, states: list[str], counties: list[str]) -> list[bytes]:
+    """WKB of the named states and counties; InputError naming every unknown code."""
+    parts = resolve_parts(session, counties=counties, states=states)
+    out: list[bytes] = []
+    for level, fips in (("state", parts["states"]), ("county", parts["counties"])):
+        if fips:
+            rows = session.scalars(text(_BOUNDARIES), {"level": level, "fips": fips})
+            out.extend(bytes(w) for w in rows)
+    return out
+
+
+def counties(session: Session) -> dict[str, Any]:
+    """Every reference county: fips, name, state_code, WKB (lists in fips order)."""
+    rows = session.execute(text(_COUNTIES)).all()
+    return {
+        "fips": [r.fips for r in rows],
+        "name": [r.name for r in rows],
+        "state_code": [r.state_code for r in rows],
+        "wkb": [bytes(r.wkb) for r in rows],
+    }
+
+
+def customers_version(session: Session) -> tuple[int, int, datetime | None]:
+    """How many customers, the largest id and the latest write: changes when customers do."""
+    row = session.execute(
+        text("SELECT count(*) AS n, max(id) AS top, max(updated_at) AS at FROM customers")
+    ).one()
+    return int(row.n), int(row.top or 0), row.at
+
+
+def customer_values(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lon, lat (degrees) and value of every customer, as float64 arrays."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    query = "SELECT ST_X(geom), ST_Y(geom), value::float8 FROM customers"
+    buffer = bytearray()
+    # Binary COPY into one record array, as assignments.customer_points does (fast for 1M).
+    with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+        for chunk in copy:
+            buffer += chunk
+    rows = pgcopy.decode(_CUSTOMER_FIELDS, buffer)
+    return (
+        rows["x"].astype(np.float64),
+        rows["y"].astype(np.float64),
+        rows["value"].astype(np.float64),
+    )
