@@ -1,0 +1,383 @@
+"""Overlap benchmark (issue 4): our overlap engine against a PostGIS self-join, one run.
+
+Makes N seeded random custom territories (20-200 vertices; some with a hole, some of two
+parts; radii 0.1-0.8 degrees over the contiguous US, so most overlap several others), stores
+them as one layer in a scratch database (``territory_bench_overlaps`` on the embedded cluster,
+dropped and re-created at the start, dropped at the end) and finds every overlapping pair:
+
+1. ours, engine alone: ``spatial.overlap.find_overlaps`` on the geometries in memory (pairs,
+   overlap geometries, geodesic areas, percentages);
+2. ours, from the database: the layer's territories read (``assignments.engine_input``),
+   parsed from WKB, then the engine;
+3. PostGIS: ``a.id < b.id AND ST_Intersects(a.geom, b.geom) AND
+   ST_Area(ST_Intersection(a.geom, b.geom)::geography) > tol`` over the GiST index.
+
+The pair sets must be the same (a pair whose area is within 1e-4 of the tolerance may fall on
+either side and is only reported); ours' areas are checked against PostGIS's. Any other
+difference makes the run fail (exit status 1) after the report.
+
+    .venv/bin/python -m bench.bench_overlaps --territories 5000 --markdown /tmp/overlaps.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app import embedded
+from app.db import make_engine, migrate
+from app.repositories import assignments
+from app.repositories import layers as layer_repo
+from app.settings import DatabaseSettings, EmbeddedSettings, Settings
+from spatial.overlap import DEFAULT_MIN_AREA_KM2, Overlaps, find_overlaps
+
+BENCH_DB = "territory_bench_overlaps"
+LAYER = "bench-overlaps"
+T = TypeVar("T")
+console = Console(stderr=True)
+
+# The contiguous US (degrees): where the random territories' centres fall.
+_WEST, _EAST, _SOUTH, _NORTH = -124.0, -68.0, 26.0, 48.0
+
+
+def _blob(rng: np.random.Generator, cx: float, cy: float, radius: float, n: int) -> Any:
+    """A smooth star-shaped ring of ``n`` vertices: a radius with a few low harmonics."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    rad = np.ones(n)
+    for k in range(2, 6):
+        rad += rng.uniform(0, 0.5 / k) * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+    rad *= radius / rad.max()
+    # Degrees of longitude shrink with latitude: divide so shapes are round on the ground.
+    return np.c_[cx + rad * np.cos(t) / np.cos(np.radians(cy)), cy + rad * np.sin(t)]
+
+
+def random_territories(count: int, seed: int) -> npt.NDArray[np.object_]:
+    """``count`` valid random territories (lon/lat): 15% with a hole, 15% of two parts."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(count, dtype=object)
+    for k in range(count):
+        cx, cy = rng.uniform(_WEST, _EAST), rng.uniform(_SOUTH, _NORTH)
+        radius = rng.uniform(0.1, 0.8)  # degrees of latitude: 11-90 km
+        n = int(rng.integers(20, 201))
+        kind = rng.uniform()
+        if kind < 0.15:
+            hole = _blob(rng, cx, cy, 0.3 * radius, max(20, n // 3))
+            out[k] = shapely.Polygon(_blob(rng, cx, cy, radius, n), [hole])
+        elif kind < 0.30:
+            # Two halves 2.4 radii apart, each at most half a radius wide: they never meet.
+            out[k] = shapely.MultiPolygon(
+                [
+                    shapely.Polygon(_blob(rng, cx - 1.2 * radius, cy, 0.5 * radius, n)),
+                    shapely.Polygon(_blob(rng, cx + 1.2 * radius, cy, 0.5 * radius, n)),
+                ]
+            )
+        else:
+            out[k] = shapely.Polygon(_blob(rng, cx, cy, radius, n))
+    return out
+
+
+@dataclass
+class Row:
+    """One contender's result."""
+
+    contender: str
+    seconds: float
+    pairs: int
+    note: str = ""
+
+
+@dataclass
+class Bench:
+    """What the run measured."""
+
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _timed(run: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """The median wall time of ``repeat`` runs, and the last run's answer."""
+    times = []
+    result: T | None = None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - started)
+    assert result is not None
+    return statistics.median(times), result
+
+
+def _step(label: str, run: Callable[[], T]) -> T:
+    console.log(f"{label} ...")
+    started = time.perf_counter()
+    result = run()
+    console.log(f"{label}: {time.perf_counter() - started:.1f} s")
+    return result
+
+
+@contextmanager
+def scratch_database(keep: bool) -> Iterator[str]:
+    """The URL of a fresh scratch database on the embedded cluster; dropped at the end."""
+    cluster = EmbeddedSettings()
+    embedded.ensure_running(cluster)
+    embedded.wait_ready(cluster)
+    embedded.drop_database(cluster, BENCH_DB)
+    try:
+        yield embedded.ensure_database(cluster, BENCH_DB)
+    finally:
+        if not keep:
+            embedded.drop_database(cluster, BENCH_DB)
+            console.log(f"dropped database {BENCH_DB}")
+
+
+def store(engine: Engine, geoms: npt.NDArray[np.object_]) -> int:
+    """The territories as one layer (ids in input order), committed; returns the layer id."""
+    with Session(engine) as session:
+        layer = layer_repo.create(session, name=LAYER, title="overlap benchmark", description=None)
+        session.execute(
+            text(
+                "INSERT INTO territories (layer_id, name, geom) "
+                "SELECT :layer_id, 'random ' || u.i, ST_Multi(ST_GeomFromWKB(u.w, 4326)) "
+                "FROM unnest(CAST(:wkb AS bytea[])) WITH ORDINALITY AS u(w, i) ORDER BY u.i"
+            ),
+            {"layer_id": layer.id, "wkb": [shapely.to_wkb(g) for g in geoms]},
+        )
+        session.commit()
+        return layer.id
+
+
+def _analyze(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE territories"))
+
+
+_SELF_JOIN = """
+SELECT a.id AS a, b.id AS b, ST_Area(ST_Intersection(a.geom, b.geom)::geography) AS m2
+FROM territories a
+JOIN territories b ON b.layer_id = a.layer_id AND a.id < b.id AND ST_Intersects(a.geom, b.geom)
+WHERE a.layer_id = :layer_id
+  AND ST_Area(ST_Intersection(a.geom, b.geom)::geography) > :tol_m2
+"""
+
+
+def postgis_pairs(engine: Engine, layer_id: int, tol_km2: float) -> dict[tuple[int, int], float]:
+    """The self-join's pairs and their areas (km²)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(_SELF_JOIN), {"layer_id": layer_id, "tol_m2": tol_km2 * 1e6})
+        return {(int(r.a), int(r.b)): float(r.m2) / 1e6 for r in rows}
+
+
+def plan_shape(engine: Engine, layer_id: int, tol_km2: float) -> str:
+    """The self-join's plan, one line (parallel or not, index used or not)."""
+    with engine.connect() as conn:
+        lines = conn.execute(
+            text("EXPLAIN " + _SELF_JOIN), {"layer_id": layer_id, "tol_m2": tol_km2 * 1e6}
+        ).scalars()
+        return " / ".join(
+            line.strip().split("  (")[0] for line in lines if "->" in line or "Gather" in line
+        )
+
+
+def from_database(engine: Engine, layer_id: int, tol_km2: float) -> Overlaps:
+    """Ours as the service runs it without a held index: read, parse, find."""
+    with Session(engine) as session:
+        found = assignments.engine_input(session, layer_id=layer_id)
+    return find_overlaps(
+        found["ids"],
+        shapely.from_wkb(found["wkb"]),
+        min_area_km2=tol_km2,
+        areas_km2=found["area_m2"] / 1e6,
+    )
+
+
+def compare(bench: Bench, ours: Overlaps, theirs: dict[tuple[int, int], float], tol: float) -> str:
+    """Check ours against PostGIS: the same pairs, the same areas; returns a note."""
+    mine = {(int(a), int(b)): float(m) for (a, b), m in zip(ours.ids, ours.area_km2, strict=True)}
+    only_ours = set(mine) - set(theirs)
+    only_theirs = set(theirs) - set(mine)
+    # A pair within 1e-4 of the tolerance may land on either side of it (two area algorithms).
+    at_edge = {p for p in only_ours if abs(mine[p] - tol) <= 1e-4 * tol} | {
+        p for p in only_theirs if abs(theirs[p] - tol) <= 1e-4 * tol
+    }
+    if (only_ours | only_theirs) - at_edge:
+        bench.failures.append(
+            f"pairs differ: {len(only_ours)} only ours, {len(only_theirs)} only PostGIS "
+            f"(e.g. {sorted((only_ours | only_theirs) - at_edge)[:5]})"
+        )
+    both = sorted(set(mine) & set(theirs))
+    rel = np.array([abs(mine[p] / theirs[p] - 1) for p in both if theirs[p] > 0])
+    worst = float(rel.max()) if rel.size else 0.0
+    if worst > 1e-4:
+        bench.failures.append(f"areas differ from PostGIS by up to {worst:.2e} (relative)")
+    return (
+        f"same {len(both):,} pairs as PostGIS ({len(at_edge)} at the tolerance's edge); "
+        f"areas within {worst:.1e} relative of ST_Area(...::geography)"
+    )
+
+
+def run(bench: Bench, engine: Engine, args: argparse.Namespace) -> None:
+    """Every contender, checked against PostGIS."""
+    geoms = _step("generate", lambda: random_territories(args.territories, args.seed))
+    vertices = int(shapely.get_num_coordinates(geoms).sum())
+    layer_id = _step("store", lambda: store(engine, geoms))
+    _analyze(engine)
+    with Session(engine) as session:
+        # Inserted in input order: the i-th id is the i-th territory's.
+        ids = np.array(
+            session.scalars(
+                text("SELECT id FROM territories WHERE layer_id = :l ORDER BY id"),
+                {"l": layer_id},
+            ).all(),
+            dtype=np.int64,
+        )
+    tol = args.min_area_km2
+    find_overlaps(ids[:200], geoms[:200], min_area_km2=tol)  # warm-up, untimed
+    seconds, ours = _step(
+        "1 ours: engine", lambda: _timed(lambda: find_overlaps(ids, geoms, min_area_km2=tol), 1)
+    )
+    bench.rows.append(Row("ours: find_overlaps (engine, geometries in memory)", seconds, len(ours)))
+    seconds, read = _step(
+        "2 ours: from the database",
+        lambda: _timed(lambda: from_database(engine, layer_id, tol), args.repeat),
+    )
+    bench.rows.append(Row("ours: read the layer + parse WKB + find_overlaps", seconds, len(read)))
+    seconds, theirs = _step(
+        "3 PostGIS self-join",
+        lambda: _timed(lambda: postgis_pairs(engine, layer_id, tol), args.repeat),
+    )
+    plan = plan_shape(engine, layer_id, tol)
+    bench.rows.append(Row("PostGIS self-join", seconds, len(theirs), f"plan: {plan}"))
+    bench.rows[0].note = compare(bench, ours, theirs, tol)
+    if not np.array_equal(read.ids, ours.ids):
+        bench.failures.append("ours from the database found other pairs than ours in memory")
+    bench.notes.append(
+        f"{geoms.size:,} territories, {vertices:,} vertices, seed {args.seed}; "
+        f"{len(ours):,} overlapping pairs at min_area_km2 = {tol} "
+        f"({int((shapely.get_type_id(ours.geoms) == 6).sum()):,} of them MultiPolygons)"
+    )
+
+
+def _markdown(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * 3 + ["---"])]
+    lines[1] += "|"
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(bench: Bench, args: argparse.Namespace, context: dict[str, Any]) -> int:
+    """The table (rich on stderr's console, Markdown on stdout and in --markdown)."""
+    ours = bench.rows[0].seconds
+    headers = ["Contender", "Seconds", "Pairs", "x ours", "Notes"]
+    rows = [
+        [r.contender, f"{r.seconds:.3f}", f"{r.pairs:,}", f"{r.seconds / ours:.2f}", r.note]
+        for r in bench.rows
+    ]
+    postgis = bench.rows[-1].seconds
+    target = "met" if postgis >= 5 * ours else "NOT met"
+    notes = [
+        *bench.notes,
+        f"target: ours >= 5x faster than PostGIS: {postgis / ours:.2f}x, {target}",
+        "x ours = seconds / ours engine seconds (> 1: slower than ours); engine timed once, "
+        f"the others median of {args.repeat}",
+        f"load average at start {context['load_start']}, at end {_loadavg()} "
+        f"({os.cpu_count()} cores, shared with other people's processes)",
+        f"shapely {shapely.__version__} (GEOS {shapely.geos_version_string}), "
+        f"numpy {np.__version__}; {context['postgis']}",
+        f"started {context['started']:%Y-%m-%d %H:%M} UTC; command: `{context['command']}`",
+    ]
+    table = Table(title=f"Overlaps (issue 4): N = {args.territories:,} territories")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="right" if 1 <= i <= 3 else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(c) for c in row))
+    out = Console(width=200)
+    out.print(table)
+    for line in notes:
+        out.print("- " + escape(line))
+    for failure in bench.failures:
+        out.print(f"[bold red]FAIL: {escape(failure)}[/bold red]")
+    markdown = "\n".join(
+        [
+            _markdown(headers, rows),
+            "",
+            *(f"- {line}" for line in notes),
+            *(f"- **FAIL: {f}**" for f in bench.failures),
+        ]
+    )
+    print("\n<!-- markdown -->\n" + markdown)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown + "\n", encoding="utf-8")
+    return 1 if bench.failures else 0
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _postgis_version(engine: Engine) -> str:
+    with engine.connect() as conn:
+        full = str(conn.execute(text("SELECT postgis_full_version()")).scalar())
+    return " ".join(part for part in full.split() if part.startswith(("POSTGIS=", "GEOS=")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 if ours and PostGIS disagree."""
+    args = parse_args(argv)
+    context: dict[str, Any] = {
+        "started": datetime.now(UTC),
+        "load_start": _loadavg(),
+        "command": shlex.join(
+            [".venv/bin/python", "-m", "bench.bench_overlaps", *(argv or sys.argv[1:])]
+        ),
+    }
+    bench = Bench()
+    with scratch_database(args.keep) as url:
+        engine = make_engine(url, Settings(database=DatabaseSettings(url=url)))
+        try:
+            migrate(engine)
+            run(bench, engine, args)
+            context["postgis"] = _postgis_version(engine)
+        finally:
+            engine.dispose()
+    return report(bench, args, context)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_overlaps",
+        description="Overlap benchmark (issue 4): spatial.overlap against a PostGIS self-join "
+        f"on N random territories, in a scratch database ({BENCH_DB}) on the embedded cluster.",
+    )
+    parser.add_argument("--territories", type=int, default=5_000, help="N (default 5000)")
+    parser.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
+    parser.add_argument(
+        "--min-area-km2", type=float, default=DEFAULT_MIN_AREA_KM2, help="tolerance, km²"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs of the others (median)")
+    parser.add_argument("--keep", action="store_true", help=f"keep {BENCH_DB} at the end")
+    parser.add_argument("--markdown", help="also write the Markdown table to this file")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
