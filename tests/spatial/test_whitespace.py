@@ -1,0 +1,148 @@
+"""The white space engine on shapes small enough to work the answers out by hand."""
+
+from __future__ import annotations
+
+import h3
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import MultiPolygon, box
+
+from spatial.errors import GeometryTypeError, SpatialError
+from spatial.measure import geodesic_area_km2
+from spatial.whitespace import (
+    MIN_PART_M2,
+    by_hexagon,
+    by_region,
+    cell_polygons,
+    covered_union,
+    uncovered_customers,
+    uncovered_parts,
+    white_space,
+)
+
+MARKET = box(0, 0, 4, 2)  # two 2x2 degree squares side by side
+
+
+def _km2(geom: object) -> float:
+    return float(geodesic_area_km2([geom])[0])
+
+
+def test_uncovered_is_the_market_less_the_union() -> None:
+    territories = [box(0, 0, 1, 2), box(0.5, 0, 2, 1)]  # overlapping
+    parts = uncovered_parts(MARKET, covered_union(territories))
+    expected = MARKET.difference(shapely.union_all(territories))
+    assert shapely.union_all(parts).equals(expected)
+    assert geodesic_area_km2(parts).sum() == pytest.approx(_km2(expected))
+    assert all(p.geom_type == "Polygon" and p.is_valid for p in parts)
+    # RFC 7946: exteriors counter-clockwise.
+    assert all(p.exterior.is_ccw for p in parts)
+
+
+def test_covered_market_has_no_parts_and_uncovered_market_is_whole() -> None:
+    assert uncovered_parts(MARKET, covered_union([box(-1, -1, 5, 3)])).size == 0
+    whole = uncovered_parts(MARKET, covered_union([]))
+    assert len(whole) == 1 and whole[0].equals(MARKET)
+
+
+def test_covered_union_within_takes_only_territories_meeting_it() -> None:
+    far = box(10, 10, 11, 11)
+    union = covered_union([box(0, 0, 1, 1), far], within=MARKET)
+    assert union.equals(box(0, 0, 1, 1))
+
+
+def test_market_parts_split_and_slivers_dropped() -> None:
+    market = MultiPolygon([box(0, 0, 1, 1), box(2, 0, 3, 1)])
+    # The second part is covered but for a strip 1e-11 degrees wide: ~0.1 m², noise.
+    covered = covered_union([box(0, 0, 0.5, 1), box(2, 0, 3 - 1e-11, 1)])
+    parts = uncovered_parts(market, covered)
+    assert len(parts) == 1 and parts[0].equals(box(0.5, 0, 1, 1))
+    assert MIN_PART_M2 == 1.0
+
+
+def test_market_must_be_polygonal() -> None:
+    with pytest.raises(GeometryTypeError):
+        uncovered_parts(shapely.Point(0, 0), covered_union([]))
+
+
+def test_uncovered_customers_are_unowned_and_in_the_market() -> None:
+    lon = np.array([0.5, 3.5, 9.0, 4.0, 1.0])
+    lat = np.array([0.5, 1.5, 9.0, 1.0, 1.0])
+    owner = np.array([-1, 7, -1, -1, -1])
+    found = uncovered_customers(MARKET, lon=lon, lat=lat, owner=owner)
+    # 0: inside, unowned; 1: owned; 2: outside the market; 3: on its border (counts, as
+    # ST_Covers); 4: inside.
+    assert found.tolist() == [0, 3, 4]
+    with pytest.raises(SpatialError):
+        uncovered_customers(MARKET, lon=lon, lat=lat, owner=owner[:2])
+
+
+def test_regions_rank_by_value_then_area() -> None:
+    regions = [box(0, 0, 2, 2), box(2, 0, 4, 2), box(4, 0, 6, 2)]
+    parts = uncovered_parts(MARKET, covered_union([box(0, 0, 1, 2)]))  # x 1..4 uncovered
+    out = by_region(
+        parts, regions, lon=[1.5, 3.0, 3.5], lat=[1.0, 1.0, 1.0], value=[10.0, 1.0, 2.0]
+    )
+    assert out.position.tolist() == [0, 1]  # value 10 (1x2 deg) before value 3 (2x2 deg)
+    assert out.customers.tolist() == [1, 2]
+    assert out.value.tolist() == [10.0, 3.0]
+    assert out.area_km2[0] == pytest.approx(_km2(box(1, 0, 2, 2)), rel=1e-6)
+    assert out.area_km2[1] == pytest.approx(_km2(box(2, 0, 4, 2)), rel=1e-6)
+
+
+def test_region_areas_add_up_over_a_large_part() -> None:
+    # A part with many vertices is cut in pieces before the regions are overlaid.
+    circle = shapely.Point(0, 0).buffer(5, quad_segs=512)  # 2,049 vertices
+    regions = [box(x, y, x + 2, y + 2) for x in range(-6, 6, 2) for y in range(-6, 6, 2)]
+    out = by_region([circle], regions, lon=[], lat=[], value=[])
+    assert out.area_km2.sum() == pytest.approx(_km2(circle), rel=1e-4)
+    assert out.area_km2.tolist() == sorted(out.area_km2.tolist(), reverse=True)
+
+
+def test_hexagons_count_and_rank_customers() -> None:
+    lon = np.array([-122.42, -122.4201, -73.99, -73.99])
+    lat = np.array([37.77, 37.7701, 40.73, 40.73])
+    out = by_hexagon(lon, lat, [1.0, 2.0, 5.0, 0.5], res=7)
+    assert out.cells == [h3.latlng_to_cell(40.73, -73.99, 7), h3.latlng_to_cell(37.77, -122.42, 7)]
+    assert out.customers.tolist() == [2, 2]
+    assert out.value.tolist() == [5.5, 3.0]
+    for cell, geom in zip(out.cells, out.geoms, strict=True):
+        assert geom.is_valid and geom.exterior.is_ccw
+        lat_c, lon_c = h3.cell_to_latlng(cell)
+        assert geom.contains(shapely.Point(lon_c, lat_c))  # lon first
+    with pytest.raises(SpatialError):
+        by_hexagon(lon, lat, lat, res=16)
+
+
+def test_cell_across_the_antimeridian_is_cut_in_two() -> None:
+    cell = h3.latlng_to_cell(52.0, 179.99, 3)
+    (geom,) = cell_polygons([cell])
+    assert geom.geom_type == "MultiPolygon" and geom.is_valid
+    lon, _lat = shapely.get_coordinates(geom).T
+    assert lon.min() >= -180 and lon.max() <= 180
+    assert {round(float(x)) for x in lon if abs(x) == 180} == {-180, 180}
+    # Its area is the cell's (h3 gives km² on a sphere: a per mille apart from WGS 84).
+    assert _km2(geom) == pytest.approx(h3.cell_area(cell, unit="km^2"), rel=5e-3)
+
+
+def test_white_space_puts_it_together() -> None:
+    covered = covered_union([box(0, 0, 2, 2)])
+    regions = [box(0, 0, 2, 2), box(2, 0, 4, 2)]
+    result = white_space(
+        MARKET,
+        covered,
+        lon=[1.0, 3.0, 3.5],
+        lat=[1.0, 1.0, 1.5],
+        value=[4.0, 2.0, 3.0],
+        owner=[1, -1, -1],
+        regions=regions,
+        h3_res=4,
+    )
+    assert result.area_km2 == pytest.approx(_km2(box(2, 0, 4, 2)))
+    assert result.percent == pytest.approx(100 * result.area_km2 / _km2(MARKET))
+    assert result.customers.tolist() == [1, 2]
+    assert result.value == 5.0
+    assert result.regions.position.tolist() == [1]
+    assert int(result.hexagons.customers.sum()) == 2
+    with pytest.raises(SpatialError):
+        white_space(MARKET, covered, lon=[1.0], lat=[1.0], value=[], owner=[1], regions=regions)
