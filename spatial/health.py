@@ -7,7 +7,9 @@ territories that are valid and not empty; the others are reported as ``invalid``
 Widths are metres and areas km², measured on the ellipsoid or in a local metric frame, never in
 degrees. Gaps are searched for in degrees with a width wide enough for the layer's highest
 latitude (so none is missed), then each one found is measured in metres and kept only if it is
-narrower than asked.
+narrower than asked. A gap lies between two territories or more, along them for most of its
+outline: the notches where two territories meet a coast are not gaps, nor are slivers under a
+centimetre wide (the coordinates' precision). Gaps across the 180° meridian are not looked for.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ _M_PER_DEG_LAT_MIN = 110_574.0
 _M_PER_DEG_LON_EQUATOR = 111_320.0
 _MAX_LAT_FOR_GAPS = 85.0  # degrees: beyond, a degree of longitude is too short to search in
 _TOUCH_DEG = 1e-7  # degrees (about 1 cm): closer than this, a gap touches a territory
+_DUST_KM2 = 1e-6  # 1 m²: smaller pieces between territories are floating-point noise
+# Narrower than the coordinates' precision (7 decimals of a degree, about 1 cm): noise too.
+_MIN_WIDTH_M = 0.01
+_ENCLOSED = 2 / 3  # share of a gap's outline along territories: less, it is a coastal notch
 _AREA_FILLED = 0.999  # share of a hole that other territories cover for it to be an enclave
 _LOCATION = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
 
@@ -358,22 +364,31 @@ def _gaps(layer: _Layer, width_m: float) -> list[Problem]:
     flagged = np.flatnonzero(~shapely.is_empty(near))
     if flagged.size < 2:
         return []
-    pieces = _uncovered(_closing_gaps(geoms[flagged], width_deg), geoms, flagged)
+    # Their neighbours within the width too: GEOS may flag one side of a gap and not the other
+    # when the width nears the size of the territories.
+    tree = shapely.STRtree(geoms)
+    nearby = tree.query(geoms[flagged], predicate="dwithin", distance=width_deg)[1]
+    closed = np.union1d(flagged, nearby)
+    pieces = _uncovered(_closing_gaps(geoms[closed], width_deg), geoms, closed)
+    # Slivers of floating-point dust (µm²) where borders cross are no gaps.
+    pieces = pieces[geodesic_area_km2(pieces) >= _DUST_KM2]
     if not pieces.size:
         return []
     # A gap lies between two territories or more, next to edges GEOS flagged.
     at_edge = np.unique(
         shapely.STRtree(near[flagged]).query(pieces, predicate="dwithin", distance=_TOUCH_DEG)[0]
     )
-    piece_at, other = shapely.STRtree(geoms).query(
-        pieces[at_edge], predicate="dwithin", distance=_TOUCH_DEG
-    )
+    piece_at, other = tree.query(pieces[at_edge], predicate="dwithin", distance=_TOUCH_DEG)
     counts = np.bincount(piece_at, minlength=at_edge.size)
-    between = at_edge[counts >= 2]
-    widths = local_widths_m(pieces[between], tolerance_m=width_m / 1000)
-    keep = widths <= width_m
+    enclosed = _enclosed_share(pieces[at_edge], piece_at, geoms[other]) >= _ENCLOSED
+    between = at_edge[(counts >= 2) & enclosed]
+    # Widths to a centimetre, or a thousandth of the width asked for if coarser.
+    widths = local_widths_m(pieces[between], tolerance_m=max(width_m / 1000, 0.01))
+    keep = (widths <= width_m) & (widths >= _MIN_WIDTH_M)
     gaps, widths = pieces[between][keep], widths[keep]
-    bordering = [layer.sound[other[piece_at == k]] for k in np.flatnonzero(counts >= 2)[keep]]
+    bordering = [
+        layer.sound[other[piece_at == k]] for k in np.flatnonzero((counts >= 2) & enclosed)[keep]
+    ]
     area = geodesic_area_km2(gaps)
     return [
         Problem(
@@ -390,6 +405,22 @@ def _gaps(layer: _Layer, width_m: float) -> list[Problem]:
     ]
 
 
+def _enclosed_share(pieces: GeomArray, piece_at: IntArray, bordering: GeomArray) -> FloatArray:
+    """Share of each piece's outline that runs along territories (the rest is open).
+
+    A closing also rounds off concave corners where two territories meet the layer's outer
+    edge: such a fillet lies against its territories for about half its outline, its other
+    half an arc in the open. A gap lies between territories nearly all along.
+    """
+    outline = shapely.boundary(pieces)
+    along = shapely.length(
+        shapely.intersection(outline[piece_at], shapely.buffer(bordering, _TOUCH_DEG))
+    )
+    shared = np.zeros(pieces.size)
+    np.add.at(shared, piece_at, along)
+    return np.minimum(shared / shapely.length(outline), 1.0)
+
+
 def _closing_gaps(geoms: GeomArray, width_deg: float) -> GeomArray:
     """Regions narrower than ``width_deg`` between the territories: closing minus their union.
 
@@ -404,12 +435,12 @@ def _closing_gaps(geoms: GeomArray, width_deg: float) -> GeomArray:
     return np.asarray(found[shapely.area(found) > 0], dtype=object)
 
 
-def _uncovered(pieces: GeomArray, geoms: GeomArray, flagged: IntArray) -> GeomArray:
+def _uncovered(pieces: GeomArray, geoms: GeomArray, closed: IntArray) -> GeomArray:
     """The pieces minus the territories left out of the closing (an enclave may lie there)."""
     if not pieces.size:
         return pieces
     _, other = shapely.STRtree(geoms).query(pieces, predicate="intersects")
-    others = np.setdiff1d(other, flagged)
+    others = np.setdiff1d(other, closed)
     if not others.size:
         return pieces
     rest = shapely.get_parts(shapely.difference(pieces, shapely.union_all(geoms[others])))
