@@ -78,6 +78,15 @@ def test_north_south_and_east_west_slivers_at_high_latitude() -> None:
     assert north_south.measures["width_m"] == pytest.approx(500.0, rel=0.01)
 
 
+def test_a_notch_where_two_territories_meet_the_outer_edge_is_no_gap() -> None:
+    """B's top is 0.01° (1.1 km) below A's: a closing rounds off the corner between them."""
+    a, b = shapely.box(-100, 40, -99.5, 40.5), shapely.box(-99.5, 40, -99, 40.49)
+    problems = _check(a, b)
+    assert _of(problems, "gap") == []
+    # The border is shared but not vertex for vertex (A's edge runs on past B's corner).
+    assert [p.territories for p in _of(problems, "overlap_edge")] == [(1, 2), (2, 1)]
+
+
 def test_a_shared_border_is_healthy() -> None:
     problems = _check(shape(canonical.LEFT_OF_BORDER), shape(canonical.RIGHT_OF_BORDER))
     assert problems == []
