@@ -60,7 +60,10 @@ def shapes(cache: LruCache, entry: LayerIndex, tolerance_m: float) -> _Shapes:
         color = cache.get_or_make(
             ("colors", entry.layer_id, entry.version), lambda: engine.colors(geoms)
         )
-        simple = engine.simplify(geoms, tolerance_m=tolerance_m)
+        clean = cache.get_or_make(
+            ("cleaned", entry.layer_id, entry.version), lambda: engine.cleaned(geoms)
+        )
+        simple = engine.simplify(clean, tolerance_m=tolerance_m) if tolerance_m else geoms
         # RFC 7946: exterior rings counter-clockwise, holes clockwise.
         text = shapely.to_geojson(shapely.orient_polygons(simple)).tolist()
         return _Shapes(text, color)
@@ -125,14 +128,13 @@ def _territory_feature(
         "id": tid,
         "geometry": orjson.Fragment(drawn.geojson[i]),
         "properties": {
-            "kind": "territory",
             "name": ref["name"],
             "owner": ref["owner"],
             "customer_count": n,
             "customer_value": round(v, 2),
             "area_km2": round(float(territories.area_m2[i]) / 1e6, 3),
-            "customer_share": n / totals[0] if totals[0] else 0.0,
-            "value_share": v / totals[1] if totals[1] else 0.0,
+            "customer_share": round(n / totals[0], 6) if totals[0] else 0.0,
+            "value_share": round(v / totals[1], 6) if totals[1] else 0.0,
             "color": int(drawn.color[i]),
         },
     }

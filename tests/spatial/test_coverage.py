@@ -8,7 +8,14 @@ import pytest
 import shapely
 
 from app.settings import Settings
-from spatial.coverage import colors, conflicts, neighbours, simplify, tolerance_for_zoom
+from spatial.coverage import (
+    cleaned,
+    colors,
+    conflicts,
+    neighbours,
+    simplify,
+    tolerance_for_zoom,
+)
 from spatial.errors import SpatialError
 from spatial.measure import geodesic_area_km2
 
@@ -71,16 +78,27 @@ def test_counties_simplified_at_every_zoom_leave_no_gaps() -> None:
         gpd.read_parquet(Settings().data_dir / "us_counties.parquet").geometry.values,
         dtype=object,
     )
-    holes0 = sum(len(p.interiors) for p in shapely.get_parts(shapely.union_all(geoms)))
     full = geodesic_area_km2([shapely.union_all(geoms)])[0]
+    assert not shapely.coverage_is_valid(geoms)  # 13 counties' shared edges do not match
+    clean = cleaned(geoms)
+    assert shapely.coverage_is_valid(clean)
+    assert geodesic_area_km2(clean).sum() == pytest.approx(geodesic_area_km2(geoms).sum(), rel=1e-6)
     for zoom in (3, 6, 9, 12):
-        simple = simplify(geoms, tolerance_m=tolerance_for_zoom(zoom))
+        simple = simplify(clean, tolerance_m=tolerance_for_zoom(zoom))
         assert shapely.is_valid(simple).all()
+        assert shapely.coverage_is_valid(simple)  # no overlaps, every shared edge shared
         union = shapely.union_all(simple)
-        # No new holes (a gap between neighbours would be one), and the area holds: only the
-        # coastline moves, by less than a pixel's width.
-        assert sum(len(p.interiors) for p in shapely.get_parts(union)) <= holes0
+        # No hole at all (a gap between neighbours would be one; the source has none but a
+        # zero-area one), and the area holds: only the coastline moves, by under a pixel.
+        holes = [shapely.Polygon(r) for p in shapely.get_parts(union) for r in p.interiors]
+        assert geodesic_area_km2(holes).sum() == pytest.approx(0, abs=1e-6)
         assert geodesic_area_km2([union])[0] == pytest.approx(full, rel=0.02 if zoom < 6 else 1e-3)
+
+
+def test_overlaps_on_purpose_are_not_cleaned_away() -> None:
+    stacked = np.array([shapely.box(0, 0, 2, 2), shapely.box(1, 1, 3, 3)], dtype=object)
+    simple = simplify(cleaned(stacked), tolerance_m=100)
+    assert shapely.area(shapely.intersection(simple[0], simple[1])) == pytest.approx(1.0)
 
 
 def test_zoom_range() -> None:
