@@ -386,3 +386,58 @@ class LayerHealthPublic(BaseModel):
     summary: dict[str, int] = Field(description="Problems found per kind")
     numberReturned: int  # noqa: N815
     features: list[LayerProblemPublic]
+
+
+# --- overlaps (issue 4) -------------------------------------------------------------------
+
+
+class OverlapSidePublic(BaseModel):
+    """One territory of an overlapping pair."""
+
+    id: int
+    name: str
+    owner: str | None
+    exclusive: bool
+
+
+class ContestedPublic(BaseModel):
+    """The customers inside an overlap: both territories cover them (border included)."""
+
+    count: int
+    value: float = Field(description="Sum of their values")
+    customer_ids: list[int] | None = Field(
+        default=None, description="Their ids, ascending; only with details=true"
+    )
+
+
+class OverlapPropertiesPublic(BaseModel):
+    """What two territories overlap by, and what is at stake."""
+
+    a: OverlapSidePublic
+    b: OverlapSidePublic
+    area_km2: float = Field(description="Geodesic area of the overlap (WGS 84), km²")
+    percent_a: float = Field(description="The overlap as a percentage of a's area")
+    percent_b: float = Field(description="The overlap as a percentage of b's area")
+    severity: Literal["conflict", "shared"] = Field(
+        description="conflict: either territory is exclusive; shared: neither is"
+    )
+    contested: ContestedPublic
+
+
+class OverlapFeaturePublic(BaseModel):
+    """One overlapping pair: the geometry is the overlap (lon/lat, RFC 7946)."""
+
+    type: Literal["Feature"]
+    id: str = Field(description="'<a id>-<b id>', a < b")
+    geometry: dict[str, Any] = Field(description="GeoJSON Polygon or MultiPolygon")
+    properties: OverlapPropertiesPublic
+
+
+class OverlapCollectionPublic(BaseModel):
+    """Every overlapping pair of territories, by (a id, b id)."""
+
+    type: Literal["FeatureCollection"]
+    numberMatched: int  # noqa: N815
+    numberReturned: int  # noqa: N815
+    min_area_km2: float = Field(description="Overlaps smaller than this (km²) are left out")
+    features: list[OverlapFeaturePublic]

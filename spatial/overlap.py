@@ -10,11 +10,13 @@ How, and why:
   prepares the query geometries), kept as (i, j) with i < j.
 * A pair where one territory covers the other overlaps by the smaller one whole: no overlay
   is run for it (prepared ``covers``, far cheaper than an intersection).
+* In a coverage most candidates only touch: when a sample says so, a relate test (interiors
+  meet?) drops them before the overlay, which costs three times as much per pair.
 * The others get one vectorised ``shapely.intersection``; only its polygonal part is kept (an
   intersection of polygons is a GeometryCollection when they overlap in one place and touch in
   another). GEOS's overlay clips both inputs to their common envelope itself.
 * Areas are geodesic (WGS 84) in km², as PostGIS ``ST_Area(geom::geography)`` gives them; see
-  ``areas_km2`` for how they are computed fast.
+  ``areas_km2_of`` for how they are computed fast.
 
 Coordinates are lon/lat degrees (EPSG:4326).
 """
@@ -37,6 +39,8 @@ FloatArray = npt.NDArray[np.float64]
 GeomArray = npt.NDArray[np.object_]
 
 _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
+_SAMPLE = 256  # candidate pairs sampled to decide whether a relate test pays
+_TOUCHING_WORTH_TESTING = 0.3  # share of touching-only pairs above which it does
 
 # WGS 84, and the authalic (equal-area) sphere of the same surface area.
 _A_M = 6_378_137.0
@@ -149,8 +153,25 @@ def _overlap_geoms(geoms: GeomArray, first: IntArray, second: IntArray) -> GeomA
     out[a_covers] = b[a_covers]
     out[b_covers] = a[b_covers]
     rest = np.flatnonzero(~(a_covers | b_covers))
+    rest = rest[_interiors_meet(a[rest], b[rest])]
     out[rest] = polygonal_part(shapely.intersection(a[rest], b[rest]))
     return out
+
+
+def _interiors_meet(a: GeomArray, b: GeomArray) -> npt.NDArray[np.bool_]:
+    """Which pairs' interiors meet; all True when testing would cost more than it saves.
+
+    In a coverage (counties, layers composed from them) most candidate pairs only touch, and
+    a relate test (~20 µs a pair) is far cheaper than their intersection (~60 µs). Among drawn
+    territories most candidates do overlap and the test is wasted: a sample decides.
+    """
+    sample = np.unique(np.linspace(0, a.size - 1, min(a.size, _SAMPLE)).astype(np.int64))
+    if not sample.size:
+        return np.ones(a.size, dtype=bool)
+    touching = ~shapely.relate_pattern(a[sample], b[sample], "T********")
+    if touching.mean() < _TOUCHING_WORTH_TESTING:
+        return np.ones(a.size, dtype=bool)
+    return np.asarray(shapely.relate_pattern(a, b, "T********"), dtype=bool)
 
 
 def polygonal_part(geoms: GeomArray) -> GeomArray:

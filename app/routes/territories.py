@@ -16,6 +16,7 @@ from app.indexes import IndexDep, IndexRegistry
 from app.models import Layer
 from app.repositories import layers
 from app.repositories import territories as repo
+from app.routes import overlaps
 from app.routes.params import (
     PROBLEMS,
     BboxDep,
@@ -122,9 +123,14 @@ def _edit(
     layer: str,
     territory_id: int,
     change: Callable[..., None],
+    *,
+    dry_run: bool = False,
 ) -> GeoJSONResponse:
     """Apply ``change`` (repo.replace or repo.patch) to one territory, commit, answer it."""
     target = layers.get_by_name(session, name=layer, for_change=True)
+    if dry_run:
+        change(session=session, layer_id=target.id, territory_id=territory_id)
+        return overlaps.preview(session, layer_id=target.id, territory_id=territory_id)
     old = before_change(session, layer=target, territory_id=territory_id)
     change(session=session, layer_id=target.id, territory_id=territory_id)
     _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
@@ -152,11 +158,14 @@ def create_territory(
     session: SessionDep,
     registry: IndexDep,
     repair: RepairQuery = False,
+    dry_run: overlaps.DryRunQuery = False,
 ) -> GeoJSONResponse:
     """Create a territory from a GeoJSON Feature, or composed from counties and/or states."""
     target = layers.get_by_name(session, name=layer, for_change=True)
     draft = body.to_draft(repair=repair)
     territory_id = repo.create(session, layer_id=target.id, draft=draft)
+    if dry_run:
+        return overlaps.preview(session, layer_id=target.id, territory_id=territory_id)
     _commit(session, registry, target, territory_id=territory_id, old_wkb=None)
     out = _respond(session, target.id, territory_id, status.HTTP_201_CREATED)
     out.headers["Location"] = str(
@@ -196,11 +205,17 @@ def replace_territory(
     session: SessionDep,
     registry: IndexDep,
     repair: RepairQuery = False,
+    dry_run: overlaps.DryRunQuery = False,
 ) -> GeoJSONResponse:
     """Replace a territory whole (fields not given take their defaults)."""
     draft = body.to_draft(repair=repair)
     return _edit(
-        session, registry, layer, territory_id, lambda **kw: repo.replace(**kw, draft=draft)
+        session,
+        registry,
+        layer,
+        territory_id,
+        lambda **kw: repo.replace(**kw, draft=draft),
+        dry_run=dry_run,
     )
 
 
@@ -213,10 +228,18 @@ def patch_territory(
     session: SessionDep,
     registry: IndexDep,
     repair: RepairQuery = False,
+    dry_run: overlaps.DryRunQuery = False,
 ) -> GeoJSONResponse:
     """Change some fields of a territory; a geometry or counties/states replace its shape."""
     draft = body.to_draft(repair=repair)
-    return _edit(session, registry, layer, territory_id, lambda **kw: repo.patch(**kw, draft=draft))
+    return _edit(
+        session,
+        registry,
+        layer,
+        territory_id,
+        lambda **kw: repo.patch(**kw, draft=draft),
+        dry_run=dry_run,
+    )
 
 
 @router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,161 @@
+"""Overlaps: by hand on small shapes, and against PostGIS on random territories and counties."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import shape
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from bench.bench_overlaps import random_territories
+from spatial.errors import SpatialError
+from spatial.measure import geodesic_area_km2
+from spatial.overlap import areas_km2_of, find_overlaps, polygonal_part
+from tests import canonical
+
+
+def _box(x0: float, y0: float, x1: float, y1: float) -> shapely.Polygon:
+    return shapely.box(x0, y0, x1, y1)
+
+
+def test_touching_squares_do_not_overlap() -> None:
+    left, right = shape(canonical.LEFT_OF_BORDER), shape(canonical.RIGHT_OF_BORDER)
+    corner = _box(32, 1, 33, 2)  # meets `right` at the point (32, 1) only
+    found = find_overlaps([1, 2, 3], [left, right, corner], min_area_km2=0)
+    assert len(found) == 0
+
+
+def test_one_overlap_by_hand() -> None:
+    # Two unit squares at the equator overlapping by a 0.5 x 1 degree strip.
+    found = find_overlaps([7, 3], [_box(0, 0, 1, 1), _box(0.5, 0, 1.5, 1)])
+    assert found.ids.tolist() == [[3, 7]]  # smaller id first
+    assert found.first.tolist() == [1] and found.second.tolist() == [0]
+    (strip,) = found.geoms
+    assert strip.equals(_box(0.5, 0, 1, 1))
+    (expected,) = geodesic_area_km2([_box(0.5, 0, 1, 1)])
+    assert found.area_km2[0] == pytest.approx(expected, rel=1e-9)
+    # Not quite 50%: the squares' top edges are geodesics, which bulge poleward.
+    square, _ = geodesic_area_km2([_box(0, 0, 1, 1), _box(0.5, 0, 1.5, 1)])
+    assert found.percent[0].tolist() == pytest.approx([100 * expected / square] * 2, rel=1e-9)
+
+
+def test_slivers_below_the_tolerance_are_ignored() -> None:
+    base = _box(-100, 40, -99, 41)
+    wide = _box(-99.0005, 40, -98, 41)  # overlaps by a 0.0005-degree strip: ~4.2 km²
+    thin = _box(-99.0000002, 40.2, -98.5, 40.8)  # 2e-7 degrees x 0.6: ~0.01 km² x 0.2
+    found = find_overlaps([1, 2, 3], [base, wide, thin])
+    assert found.ids.tolist() == [[1, 2], [2, 3]]  # wide contains thin whole: thin is its overlap
+    assert found.percent[1, 1] == pytest.approx(100)
+    sliver = find_overlaps([1, 3], [base, thin], min_area_km2=0)
+    assert 0 < sliver.area_km2[0] < 0.01
+    assert len(find_overlaps([1, 3], [base, thin], min_area_km2=sliver.area_km2[0] * 1.01)) == 0
+
+
+def test_only_the_polygonal_part_of_a_mixed_intersection_is_kept() -> None:
+    a = _box(0, 0, 2, 1)
+    # Overlaps `a` in [1.5, 2] x [0.2, 0.8] and touches it along x = 0: a GeometryCollection.
+    b = shapely.MultiPolygon([_box(1.5, 0.2, 2.5, 0.8), _box(-1, 0, 0, 1)])
+    assert shapely.intersection(a, b).geom_type == "GeometryCollection"
+    found = find_overlaps([1, 2], [a, b])
+    assert found.ids.tolist() == [[1, 2]]
+    assert found.geoms[0].geom_type == "MultiPolygon"
+    assert found.geoms[0].equals(_box(1.5, 0.2, 2, 0.8))
+    mixed = shapely.GeometryCollection(
+        [_box(0, 0, 1, 1), shapely.LineString([(5, 5), (6, 6)]), shapely.Point(7, 7)]
+    )
+    line = shapely.LineString([(0, 0), (1, 1)])
+    kept = polygonal_part(np.array([mixed, line, shapely.GeometryCollection()], dtype=object))
+    assert kept[0].equals(_box(0, 0, 1, 1))
+    assert kept[1].is_empty and kept[2].is_empty
+    assert areas_km2_of(kept)[1:].tolist() == [0.0, 0.0]
+
+
+def test_among_limits_to_one_territory() -> None:
+    geoms = random_territories(300, seed=3)
+    ids = np.arange(10, 310)
+    every = find_overlaps(ids, geoms)
+    one = find_overlaps(ids, geoms, among=[42])
+    mine = (every.first == 42) | (every.second == 42)
+    assert one.ids.tolist() == every.ids[mine].tolist()
+    np.testing.assert_array_equal(one.area_km2, every.area_km2[mine])
+
+
+def test_bad_tolerance() -> None:
+    with pytest.raises(SpatialError):
+        find_overlaps([1], [_box(0, 0, 1, 1)], min_area_km2=-1)
+    with pytest.raises(SpatialError):
+        find_overlaps([1], [_box(0, 0, 1, 1)], min_area_km2=float("nan"))
+
+
+@pytest.fixture
+def random_table(session: Session) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """400 random territories (holes, two-part ones) in a temporary table of the test database."""
+    geoms = random_territories(400, seed=5)
+    ids = np.arange(1, geoms.size + 1) * 10
+    session.execute(text("CREATE TEMP TABLE rnd (id bigint primary key, geom geometry)"))
+    session.execute(
+        text(
+            "INSERT INTO rnd SELECT u.i, ST_GeomFromWKB(u.w, 4326) "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:wkb AS bytea[])) AS u(i, w)"
+        ),
+        {"ids": ids.tolist(), "wkb": [shapely.to_wkb(g) for g in geoms]},
+    )
+    session.execute(text("CREATE INDEX ON rnd USING gist (geom)"))
+    yield ids, geoms
+    session.rollback()
+
+
+def test_pairs_and_areas_match_a_postgis_self_join(
+    session: Session, random_table: tuple[np.ndarray, np.ndarray]
+) -> None:
+    ids, geoms = random_table
+    found = find_overlaps(ids, geoms)
+    rows = session.execute(
+        text(
+            "SELECT a.id AS a, b.id AS b, "
+            "ST_Area(ST_Intersection(a.geom, b.geom)::geography) / 1e6 AS km2 "
+            "FROM rnd a JOIN rnd b ON a.id < b.id AND ST_Intersects(a.geom, b.geom)"
+        )
+    ).all()
+    truth = {(r.a, r.b): r.km2 for r in rows if r.km2 >= 0.01}
+    assert len(truth) > 100  # the fixture overlaps a lot
+    mine = {(a, b): km2 for (a, b), km2 in zip(found.ids.tolist(), found.area_km2, strict=True)}
+    assert set(mine) == set(truth)
+    for pair, km2 in truth.items():
+        assert mine[pair] == pytest.approx(km2, rel=5e-3)  # the brief's bound
+        assert mine[pair] == pytest.approx(km2, rel=1e-4)  # what we actually hold to
+
+
+def test_percentages_are_of_each_territory(random_table: tuple[np.ndarray, np.ndarray]) -> None:
+    ids, geoms = random_table
+    found = find_overlaps(ids, geoms)
+    own = geodesic_area_km2(geoms)
+    np.testing.assert_allclose(found.percent[:, 0], 100 * found.area_km2 / own[found.first])
+    np.testing.assert_allclose(found.percent[:, 1], 100 * found.area_km2 / own[found.second])
+    assert (found.percent <= 100 + 1e-9).all()
+
+
+def test_fast_areas_agree_with_postgis(session: Session) -> None:
+    """Counties (short edges), a continent-sized box and a thin sliver (long edges)."""
+    rows = session.execute(
+        text(
+            "SELECT ST_AsBinary(geom) AS wkb, ST_Area(geom::geography) / 1e6 AS km2 "
+            "FROM territories WHERE layer_id = (SELECT id FROM layers WHERE name = 'counties') "
+            "AND id % 7 = 0"
+        )
+    ).all()
+    extra = [_box(-125, 25, -65, 50), shapely.Polygon([(-100, 40), (-99, 40.5), (-99, 40.5001)])]
+    truth = [r.km2 for r in rows] + [
+        session.scalar(
+            text("SELECT ST_Area(ST_GeomFromText(:w, 4326)::geography) / 1e6"), {"w": g.wkt}
+        )
+        for g in extra
+    ]
+    session.rollback()
+    geoms = [shapely.from_wkb(bytes(r.wkb)) for r in rows] + extra
+    np.testing.assert_allclose(areas_km2_of(geoms), truth, rtol=2e-5)
+    np.testing.assert_allclose(areas_km2_of(geoms), geodesic_area_km2(geoms), rtol=2e-5)
