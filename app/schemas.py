@@ -388,6 +388,39 @@ class LayerHealthPublic(BaseModel):
     features: list[LayerProblemPublic]
 
 
+# --- white space --------------------------------------------------------------------------
+
+
+class WhiteSpaceSummaryPublic(BaseModel):
+    """Totals of a market's white space in a layer."""
+
+    layer: str
+    layer_version: datetime
+    market: dict[str, Any] = Field(description="kind (nation/states/counties/geometry), codes")
+    uncovered_km2: float = Field(description="Uncovered area, geodesic km² (WGS 84)")
+    uncovered_percent: float = Field(description="Uncovered share of the market's area, %")
+    parts: int = Field(description="Uncovered polygons (the features)")
+    customers: dict[str, float] = Field(description="count and value of uncovered customers")
+    h3_res: int
+    seconds: float = Field(description="Time taken when the answer was worked out")
+
+
+class WhiteSpacePublic(BaseModel):
+    """Uncovered parts of a market (features, area_km2 each), totals, counties and hexagons."""
+
+    type: Literal["FeatureCollection"]
+    numberMatched: int  # noqa: N815
+    numberReturned: int  # noqa: N815
+    features: list[dict[str, Any]] = Field(description="Uncovered polygons, largest first")
+    summary: WhiteSpaceSummaryPublic
+    counties: dict[str, Any] = Field(
+        description="FeatureCollection of counties by uncovered customer value, then area"
+    )
+    hexagons: dict[str, Any] = Field(
+        description="FeatureCollection of H3 cells (lon/lat polygons) by uncovered value"
+    )
+
+
 # --- overlaps (issue 4) -------------------------------------------------------------------
 
 

@@ -71,11 +71,19 @@ def uncovered_parts(market: BaseGeometry, covered: BaseGeometry) -> GeomArray:
         rest = parts
     else:
         shapely.prepare(covered)
-        open_parts = parts[~shapely.covers(covered, parts)]
-        rest = _polygons(shapely.difference(open_parts, covered))
+        # Relates first (prepared): parts covered whole are dropped and parts not met are
+        # kept whole, both without an overlay against the whole union.
+        met = shapely.intersects(covered, parts)
+        whole = parts[~met]
+        crossed = parts[met & ~shapely.covers(covered, parts)]
+        rest = np.concatenate([whole, _polygons(shapely.difference(crossed, covered))])
     if not rest.size:
         return rest
-    rest = rest[geodesic_area_km2(rest) * 1e6 >= MIN_PART_M2]
+    # Only parts small in square degrees can be slivers (1e-6 deg² is ~12,000 m² or less):
+    # the geodesic area, a Python-level loop per part, is worked out for those alone.
+    small = np.flatnonzero(shapely.area(rest) < 1e-6)
+    sliver = small[geodesic_area_km2(rest[small]) * 1e6 < MIN_PART_M2]
+    rest = np.delete(rest, sliver)
     # RFC 7946: exteriors counter-clockwise, holes clockwise.
     return np.asarray(shapely.orient_polygons(rest, exterior_cw=False), dtype=object)
 

@@ -1,0 +1,263 @@
+"""White space benchmark (issue 4): our engine and route against PostGIS, one run.
+
+Builds a scratch database (``territory_bench_whitespace`` on the embedded cluster, dropped and
+re-created at the start and dropped at the end), loads the reference boundaries, N demo
+customers and a layer of 500 seeded custom territories (overlapping discs and boxes), and
+measures the white space of the nation market (the union of every state), for the counties
+layer and for that custom layer, side by side:
+
+1. PostGIS: ``ST_Difference(market, ST_Union(geom))`` and its geodesic area, the market sent
+   as WKB (its union is not timed on either side);
+2. ours, cold: the union of the layer's territories and the difference
+   (``covered_union`` + ``uncovered_parts``), the geometry PostGIS gives;
+3. ours, layer union kept: the difference alone (what another market of the same layer
+   version costs);
+4. ours, end to end over HTTP: ``GET /layers/{layer}/whitespace`` the first time (customers
+   read, index owners, county and H3 breakdowns, JSON) and repeated on the unchanged layer.
+
+Every area of ours is checked against PostGIS (0.5%): a difference makes the run fail (exit
+status 1) after the report.
+
+    .venv/bin/python -m bench.bench_whitespace --customers 50000 --markdown /tmp/ws.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from fastapi.testclient import TestClient
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from app import boundaries, demo, embedded
+from app.db import make_engine, migrate
+from app.factory import create_app
+from app.repositories import customers as customers_repo
+from app.repositories import layers as layer_repo
+from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
+from bench.bench_assign import markdown_table
+from bench.bench_store import info_line
+from spatial.measure import geodesic_area_km2
+from spatial.whitespace import covered_union, uncovered_parts
+
+BENCH_DB = "territory_bench_whitespace"  # never territory, territory_test nor territory_bench
+CUSTOM = "custom500"
+TOLERANCE = 0.005  # areas of ours against PostGIS: 0.5%
+SPEEDUP_GOAL = 5.0
+REPEAT_GOAL_MS = 50.0
+
+_POSTGIS = """
+WITH u AS (SELECT ST_Union(t.geom) AS g FROM territories t JOIN layers l ON l.id = t.layer_id
+           WHERE l.name = :layer)
+SELECT ST_Area(ST_Difference(ST_GeomFromWKB(:market, 4326), u.g)::geography) / 1e6 FROM u
+"""
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    layer: str
+    what: str
+    seconds: list[float]
+    km2: float | None = None
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        """Median seconds."""
+        return statistics.median(self.seconds)
+
+
+def _custom_territories(count: int, seed: int) -> list[bytes]:
+    """WKB of ``count`` seeded shapes over the lower 48: discs and boxes, overlapping."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-123.0, -70.0, count)
+    y = rng.uniform(27.0, 48.0, count)
+    r = rng.uniform(0.2, 1.6, count)  # degrees
+    discs = shapely.buffer(shapely.points(x, y), r, quad_segs=32)
+    boxes = shapely.box(x - r, y - r / 2, x + r, y + r / 2)
+    shapes = np.where(rng.random(count) < 0.5, discs, boxes)
+    return [bytes(w) for w in shapely.to_wkb(shapes)]
+
+
+def _setup(engine: Engine, customers: int, seed: int) -> None:
+    with Session(engine) as session:
+        boundaries.load(session, data_dir=Settings().data_dir)
+        customers_repo.upsert(session, batch=demo.generate(customers, seed=seed))
+        layer = layer_repo.create(session, name=CUSTOM, title="500 seeded shapes", description=None)
+        session.execute(
+            text(
+                "INSERT INTO territories (layer_id, name, kind, geom) "
+                "SELECT :l, 'T' || i, 'custom', ST_Multi(ST_GeomFromWKB(w, 4326)) "
+                "FROM unnest(CAST(:w AS bytea[])) WITH ORDINALITY AS u(w, i)"
+            ),
+            {"l": layer.id, "w": _custom_territories(500, seed)},
+        )
+        layer_repo.touch(session, layer=layer)
+        session.commit()
+        session.execute(text("ANALYZE"))
+
+
+def _timed(run: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
+    seconds, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = run()
+        seconds.append(time.perf_counter() - started)
+    return seconds, result
+
+
+def _layer_geoms(engine: Engine, layer: str) -> np.ndarray:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT ST_AsBinary(t.geom) FROM territories t JOIN layers l "
+                "ON l.id = t.layer_id WHERE l.name = :n ORDER BY t.id"
+            ),
+            {"n": layer},
+        ).scalars()
+        return np.asarray(shapely.from_wkb([bytes(w) for w in rows]), dtype=object)
+
+
+def bench_layer(
+    engine: Engine, client: TestClient, layer: str, market: Any, repeat: int
+) -> list[Row]:
+    """The four contenders on one layer; areas checked against PostGIS."""
+    wkb = shapely.to_wkb(market)
+    with engine.connect() as conn:
+        sql_s, sql_km2 = _timed(
+            lambda: float(conn.execute(text(_POSTGIS), {"layer": layer, "market": wkb}).scalar()),
+            repeat,
+        )
+    geoms = _layer_geoms(engine, layer)
+
+    def cold() -> float:
+        union = covered_union(geoms)
+        return float(geodesic_area_km2(uncovered_parts(market, union)).sum())
+
+    cold_s, cold_km2 = _timed(cold, repeat)
+    union = covered_union(geoms)
+    kept_s, kept_km2 = _timed(
+        lambda: float(geodesic_area_km2(uncovered_parts(market, union)).sum()), repeat
+    )
+    url = f"/layers/{layer}/whitespace"
+    # The layer's index (owners of the customers) is built on first use: not white space.
+    built_s, _ = _timed(lambda: client.app.state.indexes.get(layer), 1)
+    first_s, first = _timed(lambda: client.get(url, params={"h3_res": 5}), 1)
+    http_km2 = float(first.json()["summary"]["uncovered_km2"])
+    again_s, again = _timed(lambda: client.get(url, params={"h3_res": 5}), 20)
+    assert again.headers["x-cache"] == "hit"
+    summary = first.json()["summary"]
+    note = (
+        f"{summary['parts']} parts, {summary['customers']['count']} customers uncovered, "
+        f"{first.json()['counties']['numberMatched']} counties, "
+        f"{first.json()['hexagons']['numberMatched']} H3 cells; index built before "
+        f"(not counted): {built_s[0]:.2f} s"
+    )
+    return [
+        Row(layer, "PostGIS ST_Difference(market, ST_Union(geom))", sql_s, sql_km2),
+        Row(layer, "ours, cold: union + difference", cold_s, cold_km2),
+        Row(layer, "ours, layer union kept: difference", kept_s, kept_km2),
+        Row(layer, "ours, HTTP GET, first (end to end)", first_s, http_km2, note),
+        Row(layer, "ours, HTTP GET, repeat (unchanged layer)", again_s, None),
+    ]
+
+
+def _agrees(row: Row, truth: float) -> bool:
+    if row.km2 is None:
+        return True
+    return abs(row.km2 - truth) <= max(TOLERANCE * truth, 1e-6)
+
+
+def report(rows: list[Row], args: argparse.Namespace, info: str) -> int:
+    """Print the table (and write the Markdown); 1 when an area disagrees with PostGIS."""
+    command = ".venv/bin/python -m bench.bench_whitespace " + shlex.join(sys.argv[1:])
+    headers = ("Layer", "Contender", "Median s", "vs PostGIS", "White space km²", "Notes")
+    cells: list[list[str]] = []
+    failed = False
+    postgis = {r.layer: r for r in rows if r.what.startswith("PostGIS")}
+    for r in rows:
+        base = postgis[r.layer]
+        ok = _agrees(r, base.km2 or 0.0)
+        failed |= not ok
+        speed = base.median / r.median if r is not base else 1.0
+        km2 = "" if r.km2 is None else f"{r.km2:,.3f}" + ("" if ok else " MISMATCH")
+        median = f"{r.median * 1000:.1f} ms" if r.median < 0.1 else f"{r.median:.3f}"
+        cells.append([r.layer, r.what, median, f"{speed:.1f}x", km2, r.note])
+    table = Table(title="White space of the nation market", caption=command)
+    for h in headers:
+        table.add_column(h)
+    for c in cells:
+        table.add_row(*c)
+    Console().print(table)
+    print(info)
+    markdown = "\n".join(
+        [
+            f"`{command}` ({args.customers:,} customers, {args.repeat} runs each, "
+            "HTTP repeat 20 runs)",
+            "",
+            markdown_table(headers, cells, 3),
+            "",
+            info,
+            f"Goals: ours cold >= {SPEEDUP_GOAL:.0f}x PostGIS; repeat <= {REPEAT_GOAL_MS:.0f} ms.",
+        ]
+    )
+    print("\n<!-- markdown -->\n" + markdown)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown + "\n", encoding="utf-8")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 if an area disagrees with PostGIS."""
+    args = parse_args(argv)
+    cluster = EmbeddedSettings()
+    embedded.ensure_running(cluster)
+    embedded.wait_ready(cluster)
+    embedded.drop_database(cluster, BENCH_DB)
+    url = embedded.ensure_database(cluster, BENCH_DB)
+    settings = Settings(database=DatabaseSettings(url=url), index=IndexSettings(warm=False))
+    engine = make_engine(url, settings)
+    try:
+        migrate(engine)
+        _setup(engine, args.customers, args.seed)
+        with engine.connect() as conn:
+            states = conn.execute(
+                text("SELECT ST_AsBinary(geom) FROM boundaries WHERE level = 'state'")
+            ).scalars()
+            market = shapely.union_all(shapely.from_wkb([bytes(w) for w in states]))
+        rows: list[Row] = []
+        with TestClient(create_app(settings)) as client:
+            for layer in ("counties", CUSTOM):
+                rows += bench_layer(engine, client, layer, market, args.repeat)
+        return report(rows, args, info_line(engine))
+    finally:
+        engine.dispose()
+        embedded.drop_database(cluster, BENCH_DB)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=50_000, help="demo customers")
+    parser.add_argument("--seed", type=int, default=4, help="customers and custom territories")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--markdown", help="also write the Markdown table to this file")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""GET/POST /layers/{layer}/whitespace, checked against PostGIS as the oracle."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import h3
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry import shape
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app import demo
+from app.repositories import customers
+from tests import canonical
+
+# White space in SQL: the market less the union of the layer's territories, geodesic km².
+_SQL_AREA = """
+SELECT coalesce(ST_Area(ST_Difference(m.g, coalesce(u.g, 'POLYGON EMPTY'::geometry))::geography)
+                / 1e6, 0)
+FROM (SELECT ST_Union(geom) AS g FROM boundaries WHERE level = :level
+      AND (:all OR fips = ANY(:fips) OR state_code = ANY(:fips))) m,
+     (SELECT ST_Union(t.geom) AS g FROM territories t JOIN layers l ON l.id = t.layer_id
+      WHERE l.name = :layer) u
+"""
+# Customers in the market (border included) that no territory of the layer covers.
+_SQL_CUSTOMERS = """
+WITH m AS (SELECT ST_Union(geom) AS g FROM boundaries WHERE level = :level
+           AND (:all OR fips = ANY(:fips) OR state_code = ANY(:fips)))
+SELECT count(*) AS n, coalesce(sum(c.value), 0)::float8 AS value
+FROM customers c, m
+WHERE ST_Covers(m.g, c.geom)
+  AND NOT EXISTS (SELECT 1 FROM territories t JOIN layers l ON l.id = t.layer_id
+                  WHERE l.name = :layer AND ST_Covers(t.geom, c.geom))
+"""
+WEST = {"type": "Polygon", "coordinates": [[[-125, 33], [-117, 33], [-117, 40], [-125, 40],
+                                            [-125, 33]]]}  # fmt: skip
+NEVADA_STRIP = {"type": "Polygon", "coordinates": [[[-119, 36], [-115, 36], [-115, 38],
+                                                    [-119, 38], [-119, 36]]]}  # fmt: skip
+
+
+def _sql_area(session: Session, layer: str, *, level: str = "state", fips: Any = None) -> float:
+    params = {"layer": layer, "level": level, "all": fips is None, "fips": fips or []}
+    return float(session.scalar(text(_SQL_AREA), params))
+
+
+def _sql_customers(session: Session, layer: str, *, fips: Any = None) -> tuple[int, float]:
+    params = {"layer": layer, "level": "state", "all": fips is None, "fips": fips or []}
+    row = session.execute(text(_SQL_CUSTOMERS), params).one()
+    return int(row.n), float(row.value)
+
+
+@pytest.fixture
+def west(client: TestClient, session: Session) -> TestClient:
+    """3,000 demo customers, and a layer 'west' of two overlapping drawn territories."""
+    customers.upsert(session, batch=demo.generate(3_000, seed=7))
+    session.commit()
+    client.post("/layers", json={"name": "west"})
+    for geom, name in ((WEST, "West"), (NEVADA_STRIP, "Strip")):
+        r = client.post("/layers/west/territories", json=canonical.feature(geom, name=name))
+        assert r.status_code == 201, r.text
+    return client
+
+
+def test_area_and_customers_match_postgis(west: TestClient, session: Session) -> None:
+    r = west.get("/layers/west/whitespace", params={"states": "CA,NV,OR"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/geo+json")
+    doc = r.json()
+    summary = doc["summary"]
+    expected = _sql_area(session, "west", fips=["CA", "NV", "OR"])
+    assert summary["uncovered_km2"] == pytest.approx(expected, rel=0.005)
+    parts_km2 = sum(f["properties"]["area_km2"] for f in doc["features"])
+    assert parts_km2 == pytest.approx(summary["uncovered_km2"])
+    market_km2 = summary["market"]["area_km2"]
+    assert summary["uncovered_percent"] == pytest.approx(100 * expected / market_km2, rel=0.005)
+    count, value = _sql_customers(session, "west", fips=["CA", "NV", "OR"])
+    assert count > 0
+    assert summary["customers"]["count"] == count
+    assert summary["customers"]["value"] == pytest.approx(value, abs=0.01)
+    for f in doc["features"]:
+        geom = shape(f["geometry"])
+        assert geom.is_valid and geom.geom_type == "Polygon"
+
+
+def test_nation_market_customers_and_breakdowns_add_up(west: TestClient, session: Session) -> None:
+    doc = west.get("/layers/west/whitespace", params={"top": 10_000}).json()
+    summary = doc["summary"]
+    assert summary["market"]["kind"] == "nation"
+    assert summary["uncovered_km2"] == pytest.approx(_sql_area(session, "west"), rel=0.005)
+    count, value = _sql_customers(session, "west")
+    assert summary["customers"]["count"] == count
+    counties = doc["counties"]["features"]
+    # Every uncovered customer lies in one county (the market is the states, which the
+    # counties tile), so the breakdown adds up to the totals.
+    assert sum(f["properties"]["customers"] for f in counties) == count
+    assert sum(f["properties"]["value"] for f in counties) == pytest.approx(value, abs=0.01)
+    # Not exactly: an edge is a geodesic (as in PostGIS geography), and the county borders
+    # cut the drawn territories' long edges (8 degrees along a parallel) into short ones,
+    # which follow the parallel more closely than the one long geodesic does.
+    assert sum(f["properties"]["uncovered_km2"] for f in counties) == pytest.approx(
+        summary["uncovered_km2"], rel=5e-4
+    )
+    values = [f["properties"]["value"] for f in counties]
+    assert values == sorted(values, reverse=True)
+    hexagons = doc["hexagons"]["features"]
+    assert sum(f["properties"]["customers"] for f in hexagons) == count
+    assert [f["properties"]["value"] for f in hexagons] == sorted(
+        (f["properties"]["value"] for f in hexagons), reverse=True
+    )
+
+
+def test_counties_layer_leaves_no_white_space_in_the_states(
+    client: TestClient, session: Session
+) -> None:
+    doc = client.get("/layers/counties/whitespace").json()
+    expected = _sql_area(session, "counties")
+    # The 2017 cartographic files tile every state with its counties exactly: PostGIS finds
+    # 0 km² too (not a sliver left), and so do we.
+    assert expected == 0.0
+    assert doc["summary"]["uncovered_km2"] == 0.0
+    assert doc["features"] == []
+    assert doc["counties"]["features"] == []
+
+
+def test_counties_left_out_of_a_state_are_reported(client: TestClient, session: Session) -> None:
+    left_out = {"06003", "06091", "06105"}  # Alpine, Sierra, Trinity
+    fips = session.scalars(
+        text("SELECT fips FROM boundaries WHERE level = 'county' AND state_code = 'CA'")
+    ).all()
+    client.post("/layers", json={"name": "ca-partial"})
+    kept = sorted(set(fips) - left_out)
+    r = client.post("/layers/ca-partial/territories", json={"name": "CA", "counties": kept})
+    assert r.status_code == 201, r.text
+    doc = client.get("/layers/ca-partial/whitespace", params={"states": "CA"}).json()
+    found = {f["id"]: f["properties"]["uncovered_km2"] for f in doc["counties"]["features"]}
+    assert set(found) == left_out
+    areas = dict(
+        session.execute(
+            text(
+                "SELECT fips, ST_Area(geom::geography) / 1e6 FROM boundaries WHERE fips = ANY(:f)"
+            ),
+            {"f": sorted(left_out)},
+        ).all()
+    )
+    for code, km2 in found.items():
+        assert km2 == pytest.approx(areas[code], rel=0.005)
+    expected = _sql_area(session, "ca-partial", fips=["CA"])
+    assert doc["summary"]["uncovered_km2"] == pytest.approx(expected, rel=0.005)
+    assert doc["summary"]["uncovered_km2"] == pytest.approx(sum(areas.values()), rel=0.005)
+
+
+def test_counties_market(west: TestClient, session: Session) -> None:
+    doc = west.get("/layers/west/whitespace", params={"counties": "32001,06001"}).json()
+    expected = _sql_area(session, "west", level="county", fips=["32001", "06001"])
+    assert doc["summary"]["market"] == {
+        "kind": "counties",
+        "codes": ["32001", "06001"],
+        "area_km2": pytest.approx(doc["summary"]["market"]["area_km2"]),
+    }
+    assert doc["summary"]["uncovered_km2"] == pytest.approx(expected, rel=0.005)
+
+
+def test_hexagons_are_lon_lat_cells_holding_their_customers(west: TestClient) -> None:
+    doc = west.get("/layers/west/whitespace", params={"states": "NV", "h3_res": 6}).json()
+    hexagons = doc["hexagons"]["features"]
+    assert hexagons
+    for f in hexagons:
+        cell = f["id"]
+        assert h3.is_valid_cell(cell) and h3.get_resolution(cell) == 6
+        geom = shape(f["geometry"])
+        assert geom.is_valid and geom.geom_type == "Polygon"
+        lon, lat = shapely.get_coordinates(geom).T
+        assert (lon > -121).all() and (lon < -113).all()  # Nevada: lon first, not lat
+        assert (lat > 34).all() and (lat < 43).all()
+        # The cell's centre, as h3 gives it (lat, lng), lies inside the polygon drawn lon/lat.
+        c_lat, c_lon = h3.cell_to_latlng(cell)
+        assert geom.contains(shapely.Point(c_lon, c_lat))
+
+
+def test_drawn_market_post(west: TestClient, session: Session) -> None:
+    square = {"type": "Polygon", "coordinates": [[[-121, 35], [-113, 35], [-113, 41],
+                                                  [-121, 41], [-121, 35]]]}  # fmt: skip
+    feature = {"type": "Feature", "geometry": square, "properties": {}}
+    by_geometry = west.post("/layers/west/whitespace", json=square)
+    by_feature = west.post("/layers/west/whitespace", json=feature)
+    assert by_geometry.status_code == by_feature.status_code == 200, by_geometry.text
+    assert by_feature.headers["x-cache"] == "hit"  # the same market, told two ways
+    expected = session.scalar(
+        text(
+            "SELECT ST_Area(ST_Difference(ST_GeomFromGeoJSON(:m), ST_Union(t.geom))::geography)"
+            " / 1e6 FROM territories t JOIN layers l ON l.id = t.layer_id WHERE l.name = 'west'"
+        ),
+        {"m": str(square).replace("'", '"')},
+    )
+    assert by_geometry.json()["summary"]["uncovered_km2"] == pytest.approx(expected, rel=0.005)
+    assert by_geometry.json()["summary"]["market"]["kind"] == "geometry"
+
+
+def test_unknown_codes_are_named(client: TestClient) -> None:
+    r = client.get("/layers/counties/whitespace", params={"states": "CA,XX,ZZ"})
+    assert r.status_code == 422
+    problem = r.json()
+    assert "XX" in problem["detail"]
+    assert {e["field"] for e in problem["errors"]} == {"states[1]", "states[2]"}
+    r = client.get("/layers/counties/whitespace", params={"counties": "06001,99999"})
+    assert r.status_code == 422
+    assert "99999" in r.json()["detail"]
+    assert r.json()["field"] == "counties[1]"
+
+
+def test_bad_requests(client: TestClient) -> None:
+    r = client.get("/layers/counties/whitespace", params={"market": "nation", "states": "CA"})
+    assert r.status_code == 422 and r.json()["field"] == "states"
+    assert client.get("/layers/nope/whitespace").status_code == 404
+    r = client.get("/layers/counties/whitespace", params={"h3_res": 16})
+    assert r.status_code == 422
+    r = client.post("/layers/counties/whitespace", json=canonical.BOWTIE)
+    assert r.status_code == 422 and r.json()["location"]["type"] == "Point"
+    point = {"type": "Point", "coordinates": [0, 0]}
+    assert client.post("/layers/counties/whitespace", json=point).status_code == 422
+
+
+def test_repeat_is_kept_until_the_layer_or_customers_change(
+    west: TestClient, session: Session
+) -> None:
+    params = {"states": "CA,NV"}
+    first = west.get("/layers/west/whitespace", params=params)
+    assert first.headers["x-cache"] == "miss"
+    started = time.perf_counter()
+    again = west.get("/layers/west/whitespace", params=params)
+    elapsed = time.perf_counter() - started
+    assert again.headers["x-cache"] == "hit"
+    assert again.content == first.content
+    assert elapsed < 0.05
+    # A customer written: the answer is worked out again.
+    west.post("/customers", json=[{"external_id": "sea-1", "lon": -120.5, "lat": 41.5}])
+    moved = west.get("/layers/west/whitespace", params=params)
+    assert moved.headers["x-cache"] == "miss"
+    assert moved.json()["summary"]["customers"]["count"] == (
+        first.json()["summary"]["customers"]["count"] + 1
+    )
+    # A territory added: a new layer version, a new answer.
+    box = {"type": "Polygon", "coordinates": [[[-124, 40], [-119, 40], [-119, 42.1],
+                                               [-124, 42.1], [-124, 40]]]}  # fmt: skip
+    west.post("/layers/west/territories", json=canonical.feature(box, name="North"))
+    after = west.get("/layers/west/whitespace", params=params)
+    assert after.headers["x-cache"] == "miss"
+    assert after.json()["summary"]["uncovered_km2"] == pytest.approx(
+        _sql_area(session, "west", fips=["CA", "NV"]), rel=0.005
+    )
+    assert after.json()["summary"]["uncovered_km2"] < first.json()["summary"]["uncovered_km2"]
