@@ -116,6 +116,10 @@ def test_nation_market_customers_and_breakdowns_add_up(west: TestClient, session
 def test_counties_layer_leaves_no_white_space_in_the_states(
     client: TestClient, session: Session
 ) -> None:
+    # A state first: its counties alone are united (no union of the layer is kept yet).
+    state = client.get("/layers/counties/whitespace", params={"states": "CA"}).json()
+    assert _sql_area(session, "counties", fips=["CA"]) == 0.0
+    assert state["summary"]["uncovered_km2"] == 0.0 and state["features"] == []
     doc = client.get("/layers/counties/whitespace").json()
     expected = _sql_area(session, "counties")
     # The 2017 cartographic files tile every state with its counties exactly: PostGIS finds
