@@ -307,3 +307,16 @@ def test_dry_run_still_validates(west: dict[str, int], client: TestClient) -> No
     assert bow.status_code == 422
     missing = client.patch(f"{BASE}/999999999?dry_run=true", json={"name": "x"})
     assert missing.status_code == 404
+
+
+def test_documented_in_openapi(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in ("/layers/{layer}/overlaps", "/layers/{layer}/territories/{territory_id}/overlaps"):
+        operation = spec["paths"][path]["get"]
+        assert {"min_area_km2", "details"} <= {p["name"] for p in operation["parameters"]}
+        assert {"200", "404", "422"} <= set(operation["responses"])
+    assert "OverlapCollectionPublic" in spec["components"]["schemas"]
+    territories = spec["paths"]["/layers/{layer}/territories/{territory_id}"]
+    for operation in (spec["paths"]["/layers/{layer}/territories"]["post"], territories["put"]):
+        assert "dry_run" in {p["name"] for p in operation["parameters"]}
+    assert "dry_run" in {p["name"] for p in territories["patch"]["parameters"]}
