@@ -62,6 +62,29 @@ def covered_union(geoms: npt.ArrayLike, *, within: BaseGeometry | None = None) -
     return shapely.union_all(arr)
 
 
+def updated_union(
+    union: BaseGeometry, *, gone: npt.ArrayLike, added: npt.ArrayLike, current: npt.ArrayLike
+) -> BaseGeometry:
+    """The union of a layer's territories after a change, from the union before it.
+
+    ``gone``: the old shapes of the territories changed or removed; ``added``: the new shapes
+    of those changed or added; ``current``: every territory now. Outside the old shapes,
+    nothing was covered or uncovered but what the new shapes add; inside them, a point is
+    covered when a territory of now covers it, and every such territory meets the old
+    shapes. So one edit costs overlays of the union with a few territories, not the union of
+    the whole layer again.
+    """
+    old, new, now = _geoms(gone), _geoms(added), _geoms(current)
+    if not old.size and not new.size:
+        return union  # names, owners or nothing changed
+    pieces = [union]
+    if old.size:
+        hole = shapely.union_all(old)
+        pieces = [shapely.difference(union, hole), covered_union(now, within=hole)]
+    pieces += list(new)
+    return shapely.union_all(pieces)
+
+
 def uncovered_parts(market: BaseGeometry, covered: BaseGeometry) -> GeomArray:
     """The polygons of ``market`` that ``covered`` leaves out (slivers under 1 m² dropped)."""
     if market.geom_type not in ("Polygon", "MultiPolygon"):

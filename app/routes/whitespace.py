@@ -28,12 +28,19 @@ from sqlalchemy.orm import Session
 from app.db import SessionDep
 from app.errors import InputError
 from app.geojson import GEOJSON
-from app.indexes import IndexDep, LayerIndex
+from app.indexes import IndexDep, LayerIndex, Source
 from app.repositories import whitespace as repo
 from app.routes.params import PROBLEMS, RepairQuery, geojson
 from app.schemas import WhiteSpacePublic
 from spatial.geometry import polygonal_from_geojson
-from spatial.whitespace import MAX_H3_RES, WhiteSpace, covered_union, white_space
+from spatial.index import Territories
+from spatial.whitespace import (
+    MAX_H3_RES,
+    WhiteSpace,
+    covered_union,
+    updated_union,
+    white_space,
+)
 
 router = APIRouter(prefix="/layers/{layer}/whitespace", tags=["analysis"], responses=PROBLEMS)
 
@@ -67,12 +74,38 @@ class Counties:
     geoms: np.ndarray
 
 
+Union = Literal["kept", "updated", "built", "local"]  # how the union of the layer was had
+
+
+@dataclass(frozen=True, eq=False)
+class _Held:
+    """A layer's union as of one version, and what it was made from."""
+
+    version: Any
+    union: BaseGeometry
+    territories: Territories
+    source: Source
+
+
+def _update(held: _Held, entry: LayerIndex) -> BaseGeometry | None:
+    """The held union brought to the entry's version; None when most of the layer changed."""
+    changed, removed = held.source.changes(entry.source)
+    if LOCAL_SHARE * (changed.size + removed.size) > max(len(entry.index.territories), 1):
+        return None
+    now = entry.index.territories
+    changed_ids = entry.source.ids[changed]
+    before = held.territories
+    gone = before.geoms[np.isin(before.ids, np.union1d(changed_ids, removed))]
+    added = now.geoms[np.isin(now.ids, changed_ids)]
+    return updated_union(held.union, gone=gone, added=added, current=now.geoms)
+
+
 class WhiteSpaceCache:
     """What white space answers reuse: unions per layer version, markets, answers."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._unions: dict[int, tuple[Any, BaseGeometry]] = {}  # layer id -> (version, union)
+        self._unions: dict[int, _Held] = {}  # layer id -> its union as of one version
         self._markets: OrderedDict[tuple[Hashable, ...], BaseGeometry] = OrderedDict()
         self._answers: OrderedDict[tuple[Hashable, ...], bytes] = OrderedDict()
         self._counties: Counties | None = None
@@ -104,26 +137,31 @@ class WhiteSpaceCache:
             while len(self._markets) > MARKETS_KEPT:
                 self._markets.popitem(last=False)
 
-    def union(self, entry: LayerIndex, market: BaseGeometry) -> BaseGeometry:
+    def union(self, entry: LayerIndex, market: BaseGeometry) -> tuple[BaseGeometry, Union]:
         """The union of the layer's territories that the market needs, as of the entry.
 
-        The whole layer's union is made once per version and kept; while none is kept, a
-        market meeting under a tenth of the territories (a state of the counties layer: 58
-        of 3,230) gets the union of those alone, which costs a fraction.
+        The whole layer's union is kept per version, and made from the one kept before when
+        few territories changed since. While none is kept, a market meeting under a tenth of
+        the territories (a state of the counties layer: 58 of 3,230) gets the union of those
+        alone, which costs a fraction of the whole layer's.
         """
         with self._lock:
             held = self._unions.get(entry.layer_id)
-        if held is not None and held[0] == entry.version:
-            return held[1]
-        geoms = entry.index.territories.geoms
-        meeting = shapely.STRtree(geoms).query(market, predicate="intersects")
-        if LOCAL_SHARE * meeting.size < geoms.size:
-            return covered_union(geoms[meeting])
-        union = covered_union(geoms)
+        if held is not None and held.version == entry.version:
+            return held.union, "kept"
+        territories = entry.index.territories
+        how: Union
+        if held is not None and (update := _update(held, entry)) is not None:
+            union, how = update, "updated"
+        else:
+            meeting = shapely.STRtree(territories.geoms).query(market, predicate="intersects")
+            if LOCAL_SHARE * meeting.size < len(territories):
+                return covered_union(territories.geoms[meeting]), "local"
+            union, how = covered_union(territories.geoms), "built"
         shapely.prepare(union)
         with self._lock:
-            self._unions[entry.layer_id] = (entry.version, union)
-        return union
+            self._unions[entry.layer_id] = _Held(entry.version, union, territories, entry.source)
+        return union, how
 
     def counties(self, session: Session) -> Counties:
         """The reference counties (read once)."""
@@ -315,7 +353,7 @@ def _answer(
     if body is not None:
         return Response(body, media_type=GEOJSON, headers={"X-Cache": "hit"})
     started = time.perf_counter()
-    covered = cache.union(entry, market.geom)
+    covered, union_how = cache.union(entry, market.geom)
     counties = cache.counties(session)
     lon, lat, value = repo.customer_values(session)
     owner = entry.index.owners(lon, lat).owner
@@ -324,6 +362,7 @@ def _answer(
         regions=counties.geoms, h3_res=h3_res,
     )  # fmt: skip
     document = _document(entry=entry, market=market, result=result, counties=counties, top=top)
+    document["summary"]["union"] = union_how
     document["summary"]["seconds"] = round(time.perf_counter() - started, 4)
     body = orjson.dumps(document)
     cache.keep(key, body)

@@ -257,3 +257,35 @@ def test_repeat_is_kept_until_the_layer_or_customers_change(
         _sql_area(session, "west", fips=["CA", "NV"]), rel=0.005
     )
     assert after.json()["summary"]["uncovered_km2"] < first.json()["summary"]["uncovered_km2"]
+
+
+def test_the_union_follows_edits_without_being_made_anew(
+    client: TestClient, session: Session
+) -> None:
+    client.post("/layers", json={"name": "grid"})
+    ids = []
+    for i in range(12):
+        x, y = -120 + i % 4, 36 + i // 4
+        ring = [[x, y], [x + 0.9, y], [x + 0.9, y + 0.9], [x, y + 0.9], [x, y]]
+        feature = canonical.feature({"type": "Polygon", "coordinates": [ring]}, name=f"B{i}")
+        ids.append(client.post("/layers/grid/territories", json=feature).json()["id"])
+    url, params = "/layers/grid/whitespace", {"states": "NV,CA"}
+
+    def check(how: str) -> None:
+        summary = client.get(url, params=params).json()["summary"]
+        assert summary["union"] == how
+        expected = _sql_area(session, "grid", fips=["NV", "CA"])
+        assert summary["uncovered_km2"] == pytest.approx(expected, rel=0.005)
+
+    check("built")
+    bigger = [[-119, 37], [-117.5, 37], [-117.5, 38.5], [-119, 38.5], [-119, 37]]
+    r = client.patch(
+        f"/layers/grid/territories/{ids[5]}",
+        json={"geometry": {"type": "Polygon", "coordinates": [bigger]}},
+    )
+    assert r.status_code == 200, r.text
+    check("updated")
+    assert client.delete(f"/layers/grid/territories/{ids[0]}").status_code == 204
+    check("updated")
+    client.patch(f"/layers/grid/territories/{ids[1]}", json={"owner": "Someone"})
+    check("updated")  # a new version, the same shapes: the union is taken as it was

@@ -18,6 +18,7 @@ from spatial.whitespace import (
     covered_union,
     uncovered_customers,
     uncovered_parts,
+    updated_union,
     white_space,
 )
 
@@ -146,3 +147,20 @@ def test_white_space_puts_it_together() -> None:
     assert int(result.hexagons.customers.sum()) == 2
     with pytest.raises(SpatialError):
         white_space(MARKET, covered, lon=[1.0], lat=[1.0], value=[], owner=[1], regions=regions)
+
+
+def test_updated_union_equals_the_union_made_anew() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.uniform(0, 10, 40), rng.uniform(0, 10, 40)
+    before = shapely.box(x, y, x + rng.uniform(0.5, 2, 40), y + rng.uniform(0.5, 2, 40))
+    now = before.copy()
+    now[3] = box(2, 2, 6, 3)  # reshaped
+    now = np.delete(now, [7, 8])  # removed
+    added = np.array([now[3], box(20, 20, 21, 21)], dtype=object)
+    now = np.r_[now, added[1:]]  # and one added
+    gone = before[[3, 7, 8]]
+    updated = updated_union(covered_union(before), gone=gone, added=added, current=now)
+    fresh = covered_union(now)
+    assert updated.symmetric_difference(fresh).area == pytest.approx(0, abs=1e-9)
+    same = updated_union(fresh, gone=[], added=[], current=now)
+    assert same is fresh
