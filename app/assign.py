@@ -32,7 +32,7 @@ def assign_layer(session: Session, *, layer: str, registry: IndexRegistry) -> As
     assignments.lock_for_bulk(session, layer_id=target.id)
     # The index as stored now (edits of the layer wait for the lock), not as last seen here.
     entry = registry.refresh(layer)
-    ids, lon, lat = assignments.customer_points(session)
+    ids, lon, lat, value = assignments.customer_table(session)
     pins = assignments.pinned(session, layer_id=entry.layer_id)
     free = ~np.isin(ids, pins)
     found = entry.index.owners(lon[free], lat[free])
@@ -44,6 +44,7 @@ def assign_layer(session: Session, *, layer: str, registry: IndexRegistry) -> As
         customer_ids=ids[free][owned],
         territory_ids=found.owner[owned],
         rules=found.rule[owned],
+        values=value[free][owned],
     )
     return AssignResult(
         layer=entry.layer,
@@ -102,7 +103,7 @@ def after_customers(
         if len(customer_ids) < ENGINE_MIN_CUSTOMERS:
             assignments.reassign(session, layer_id=layer_id, customer_ids=customer_ids)
             continue
-        ids, lon, lat = assignments.customer_points(session, ids=customer_ids)
+        ids, lon, lat, value = assignments.customer_table(session, ids=customer_ids)
         free = ~np.isin(ids, assignments.pinned(session, layer_id=layer_id))
         found = registry.refresh(name).index.owners(lon[free], lat[free])
         owned = found.owner >= 0
@@ -113,4 +114,5 @@ def after_customers(
             customer_ids=ids[free][owned],
             territory_ids=found.owner[owned],
             rules=found.rule[owned],
+            values=value[free][owned],
         )

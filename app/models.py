@@ -139,6 +139,8 @@ class Assignment(Base):
     rule: Mapped[str] = mapped_column(Text, nullable=False)
     pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     assigned_at: Mapped[datetime] = _created()
+    # The customer's value, copied with every write: totals per territory without a join.
+    value: Mapped[float] = mapped_column(Double, nullable=False, server_default=text("0"))
 
     __table_args__ = (
         CheckConstraint(f"rule IN {DECIDING_RULES!r}", name="assignments_rule"),

@@ -63,18 +63,31 @@ def owners_sql(
     return owner, covering
 
 
-_POINT_FIELDS = (("id", pgcopy.INT8), ("x", pgcopy.FLOAT8), ("y", pgcopy.FLOAT8))
+_POINT_FIELDS = (
+    ("id", pgcopy.INT8),
+    ("x", pgcopy.FLOAT8),
+    ("y", pgcopy.FLOAT8),
+    ("v", pgcopy.FLOAT8),
+)
 
 
 def customer_points(
     session: Session, *, ids: list[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Id and lon/lat (degrees) of every customer, or of those ``ids``, ordered by id."""
+    found, lon, lat, _ = customer_table(session, ids=ids)
+    return found, lon, lat
+
+
+def customer_table(
+    session: Session, *, ids: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Id, lon/lat (degrees) and value of every customer, or of those ``ids``, ordered by id."""
     raw = session.connection().connection.driver_connection
     assert raw is not None
     # Binary COPY into one NumPy record array: a million rows as SQLAlchemy Row objects took
     # 19 s, as the driver's tuples ~1.5 s, as one buffer a fraction (bench/RESULTS.md).
-    query = "SELECT id, ST_X(geom), ST_Y(geom) FROM customers"
+    query = "SELECT id, ST_X(geom), ST_Y(geom), value::float8 FROM customers"
     params: tuple[list[int], ...] = ()
     if ids is not None:
         query += " WHERE id = ANY(%s)"
@@ -94,6 +107,7 @@ def customer_points(
         rows["id"].astype(np.int64),
         rows["x"].astype(np.float64),
         rows["y"].astype(np.float64),
+        rows["v"].astype(np.float64),
     )
 
 
@@ -128,10 +142,12 @@ def replace(
     customer_ids: np.ndarray,
     territory_ids: np.ndarray,
     rules: np.ndarray,
+    values: np.ndarray,
 ) -> None:
     """Replace the layer's geographic assignments (pins stay) in the session's transaction.
 
-    ``rules`` holds indexes into ``spatial.index.RULES``. The rows go into a fresh, bare table
+    ``rules`` holds indexes into ``spatial.index.RULES``, ``values`` the customers' values.
+    The rows go into a fresh, bare table
     (binary COPY, no index, no key checked row by row), which then replaces the layer's
     partition: attaching it builds its indexes and checks each foreign key with one join.
     Call ``lock_for_bulk`` first.
@@ -148,7 +164,7 @@ def replace(
     session.execute(text(f"INSERT INTO {fresh} SELECT * FROM {part} WHERE pinned"))
     _copy_assignments(
         session, table=fresh, layer_id=layer_id, customer_ids=customer_ids,
-        territory_ids=territory_ids, rules=rules,
+        territory_ids=territory_ids, rules=rules, values=values,
     )  # fmt: skip
     # The swap: readers of assignments wait from here to the commit (indexes + key checks).
     # A transaction left open on assignments would hold it up, and every reader queued behind
@@ -170,6 +186,7 @@ def rewrite(
     customer_ids: np.ndarray,
     territory_ids: np.ndarray,
     rules: np.ndarray,
+    values: np.ndarray,
 ) -> None:
     """Drop the layer's geographic rows of ``cleared`` customers and write the new ones.
 
@@ -180,12 +197,12 @@ def rewrite(
     session.execute(text(_CLEAR), {"layer_id": layer_id, "ids": cleared.astype(np.int64).tolist()})
     _copy_assignments(
         session, table="assignments", layer_id=layer_id, customer_ids=customer_ids,
-        territory_ids=territory_ids, rules=rules,
+        territory_ids=territory_ids, rules=rules, values=values,
     )  # fmt: skip
 
 
 _ASSIGNMENT_FIELDS = (("layer_id", pgcopy.INT4), ("customer_id", pgcopy.INT8),
-                      ("territory_id", pgcopy.INT8))  # fmt: skip
+                      ("territory_id", pgcopy.INT8), ("value", pgcopy.FLOAT8))  # fmt: skip
 
 
 def _copy_assignments(
@@ -196,13 +213,15 @@ def _copy_assignments(
     customer_ids: np.ndarray,
     territory_ids: np.ndarray,
     rules: np.ndarray,
+    values: np.ndarray,
 ) -> None:
     raw = session.connection().connection.driver_connection
     assert raw is not None
     with (
         raw.cursor() as cur,
         cur.copy(
-            f"COPY {table} (layer_id, customer_id, territory_id, rule) FROM STDIN (FORMAT BINARY)"
+            f"COPY {table} (layer_id, customer_id, territory_id, value, rule) "
+            "FROM STDIN (FORMAT BINARY)"
         ) as copy,
     ):
         copy.write(pgcopy.HEADER)
@@ -215,6 +234,7 @@ def _copy_assignments(
                 "layer_id": layer_id,
                 "customer_id": customer_ids[chosen],
                 "territory_id": territory_ids[chosen],
+                "value": values[chosen],
                 "rule": word,
             }
             copy.write(pgcopy.encode(fields, columns))
@@ -231,10 +251,12 @@ def counts(session: Session, *, layer_id: int) -> dict[str, int]:
 
 
 _PIN = """
-INSERT INTO assignments (layer_id, customer_id, territory_id, rule, pinned)
-VALUES (:layer_id, :customer_id, :territory_id, 'pinned', true)
+INSERT INTO assignments (layer_id, customer_id, territory_id, rule, pinned, value)
+SELECT :layer_id, c.id, :territory_id, 'pinned', true, c.value FROM customers c
+WHERE c.id = :customer_id
 ON CONFLICT (layer_id, customer_id) DO UPDATE
-SET territory_id = EXCLUDED.territory_id, rule = 'pinned', pinned = true, assigned_at = now()
+SET territory_id = EXCLUDED.territory_id, rule = 'pinned', pinned = true,
+    assigned_at = now(), value = EXCLUDED.value
 """
 
 
@@ -276,12 +298,13 @@ DELETE FROM assignments
 WHERE layer_id = :layer_id AND NOT pinned AND customer_id = ANY(CAST(:ids AS bigint[]))
 """
 _ASSIGN_SOME = """
-INSERT INTO assignments (layer_id, customer_id, territory_id, rule)
+INSERT INTO assignments (layer_id, customer_id, territory_id, rule, value)
 SELECT :layer_id, c.id, o.ids[1],
        CASE WHEN o.n = 1 THEN 'only'
             WHEN o.prio[1] <> o.prio[2] THEN 'priority'
             WHEN o.area[1] <> o.area[2] THEN 'area'
-            ELSE 'id' END
+            ELSE 'id' END,
+       c.value
 FROM customers c
 CROSS JOIN LATERAL (
     SELECT array_agg(t.id ORDER BY t.priority, t.area_m2, t.id) AS ids,

@@ -135,3 +135,30 @@ def test_bbox_customers_and_bad_options(west: TestClient) -> None:
     assert both.status_code == 422 and both.json()["field"] == "zoom"
     assert west.get(url, params={"zoom": 23}).status_code == 422
     assert west.get("/layers/nope/coverage").status_code == 404
+
+
+def test_a_new_customer_value_reaches_the_totals(west: TestClient, session: Session) -> None:
+    url = f"/layers/{LAYER}/coverage"
+    before = {f["id"]: f["properties"]["customer_value"] for f in west.get(url).json()["features"]}
+    row = session.execute(
+        text(
+            "SELECT c.external_id, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat, c.value, "
+            "a.territory_id FROM customers c JOIN assignments a ON a.customer_id = c.id "
+            "JOIN layers l ON l.id = a.layer_id WHERE l.name = :n ORDER BY c.id LIMIT 1"
+        ),
+        {"n": LAYER},
+    ).one()
+    session.rollback()
+    new_value = float(row.value) + 1000.25  # same place, a new value
+    body = [{"external_id": row.external_id, "lon": row.lon, "lat": row.lat, "value": new_value}]
+    assert west.post("/customers", json=body).status_code == 200
+    after = {f["id"]: f["properties"]["customer_value"] for f in west.get(url).json()["features"]}
+    assert after[row.territory_id] == pytest.approx(before[row.territory_id] + 1000.25)
+    assert {k: v for k, v in after.items() if k != row.territory_id} == {
+        k: v for k, v in before.items() if k != row.territory_id
+    }
+    assert after == {k: round(v, 2) for k, v in _truth_values(session).items()}
+
+
+def _truth_values(session: Session) -> dict[int, float]:
+    return {k: v for k, (_, v) in _truth(session).items()}
