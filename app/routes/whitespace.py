@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.db import SessionDep
 from app.errors import InputError
-from app.geojson import GEOJSON
+from app.geojson import GEOJSON, GeoJSONResponse
 from app.indexes import IndexDep, LayerIndex, Source
 from app.repositories import whitespace as repo
 from app.routes.params import PROBLEMS, RepairQuery, geojson
@@ -369,7 +369,7 @@ def _answer(
     return Response(body, media_type=GEOJSON, headers={"X-Cache": "miss"})
 
 
-@router.get("", response_class=Response, responses=geojson(WhiteSpacePublic))
+@router.get("", response_class=GeoJSONResponse, responses=geojson(WhiteSpacePublic))
 def get_whitespace(
     *,
     layer: str,
@@ -394,7 +394,7 @@ def get_whitespace(
     return _answer(request, session, entry, named, h3_res=h3_res, top=top)
 
 
-@router.post("", response_class=Response, responses=geojson(WhiteSpacePublic))
+@router.post("", response_class=GeoJSONResponse, responses=geojson(WhiteSpacePublic))
 def post_whitespace(
     *,
     layer: str,

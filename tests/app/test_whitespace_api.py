@@ -289,3 +289,10 @@ def test_the_union_follows_edits_without_being_made_anew(
     check("updated")
     client.patch(f"/layers/grid/territories/{ids[1]}", json={"owner": "Someone"})
     check("updated")  # a new version, the same shapes: the union is taken as it was
+
+
+def test_documented_in_openapi(client: TestClient) -> None:
+    path = client.get("/openapi.json").json()["paths"]["/layers/{layer}/whitespace"]
+    for method in ("get", "post"):
+        assert "application/geo+json" in path[method]["responses"]["200"]["content"]
+    assert {p["name"] for p in path["get"]["parameters"]} >= {"market", "states", "counties"}
