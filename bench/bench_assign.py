@@ -277,18 +277,18 @@ def _mib(n_bytes: float) -> str:
 
 
 @contextmanager
-def scratch_database(keep: bool) -> Iterator[str]:
-    """The URL of a fresh scratch database on the embedded cluster; dropped at the end."""
+def scratch_database(keep: bool, name: str = BENCH_DB) -> Iterator[str]:
+    """The URL of a fresh scratch database ``name`` on the embedded cluster; dropped at the end."""
     cluster = EmbeddedSettings()
     embedded.ensure_running(cluster)
     embedded.wait_ready(cluster)
-    embedded.drop_database(cluster, BENCH_DB)
+    embedded.drop_database(cluster, name)
     try:
-        yield embedded.ensure_database(cluster, BENCH_DB)
+        yield embedded.ensure_database(cluster, name)
     finally:
         if not keep:
-            embedded.drop_database(cluster, BENCH_DB)
-            console.log(f"dropped database {BENCH_DB}")
+            embedded.drop_database(cluster, name)
+            console.log(f"dropped database {name}")
 
 
 def load_data(engine: Engine, count: int, seed: int) -> list[str]:

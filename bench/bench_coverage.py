@@ -35,7 +35,6 @@ from app.db import make_engine, migrate
 from app.factory import create_app
 from app.indexes import IndexRegistry
 from app.settings import DatabaseSettings, Settings
-from bench import bench_assign
 from bench.bench_assign import load_data, loadavg, scratch_database
 from bench.bench_store import BenchmarkError, info_line
 from spatial.coverage import EARTH_M_PER_DEGREE, tolerance_for_zoom
@@ -180,9 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     args = parse_args(argv)
     started = datetime.now(UTC)
-    bench_assign.BENCH_DB = BENCH_DB  # scratch_database drops and creates this name
     notes = [f"load average at start {loadavg()}"]
-    with scratch_database(args.keep) as url:
+    with scratch_database(args.keep, BENCH_DB) as url:
         engine = make_engine(url, Settings())
         migrate(engine)
         notes += load_data(engine, args.customers, args.seed)
