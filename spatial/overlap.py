@@ -244,3 +244,29 @@ def areas_km2_of(geoms: npt.ArrayLike) -> FloatArray:
     if exact.size:
         out[exact] = geodesic_area_km2(arr[exact])
     return out
+
+
+def contested_points(
+    found: Overlaps, geoms: npt.ArrayLike, x: npt.ArrayLike, y: npt.ArrayLike
+) -> tuple[IntArray, IntArray]:
+    """(pair, point) positions of every point inside an overlap, by pair then point.
+
+    A point is inside when both territories of the pair cover it (border included, as the
+    ownership rule and PostGIS ``ST_Covers``) and it lies within the overlap's bounds (so a
+    point on a border the two merely share elsewhere is not counted).
+    """
+    xs = np.asarray(x, dtype=np.float64).ravel()
+    ys = np.asarray(y, dtype=np.float64).ravel()
+    if not len(found) or not xs.size:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    geom_arr = np.asarray(geoms, dtype=object).ravel()
+    # The overlaps' boxes in a tree, the points against it: one bbox pass, then exact tests.
+    boxes = shapely.box(*shapely.bounds(found.geoms).T)
+    point, pair = shapely.STRtree(boxes).query(shapely.points(xs, ys))
+    shapely.prepare(geom_arr[np.union1d(found.first, found.second)])
+    inside = shapely.intersects_xy(
+        geom_arr[found.first[pair]], xs[point], ys[point]
+    ) & shapely.intersects_xy(geom_arr[found.second[pair]], xs[point], ys[point])
+    pair, point = pair[inside], point[inside]
+    order = np.lexsort((point, pair))
+    return pair[order].astype(np.int64), point[order].astype(np.int64)

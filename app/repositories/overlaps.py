@@ -1,4 +1,4 @@
-"""SQL of overlaps: a territory's neighbourhood as engine input, and the contested customers."""
+"""SQL of overlaps: a territory's neighbourhood as engine input, customers near overlaps."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app import pgcopy
 from app.errors import NotFoundError
 
 # The territory first, then every territory of the layer whose bbox meets its bbox: the only
@@ -18,24 +19,6 @@ FROM territories me
 JOIN territories t ON t.layer_id = me.layer_id AND t.geom && me.geom
 WHERE me.id = :territory_id AND me.layer_id = :layer_id
 ORDER BY t.id <> me.id, t.id
-"""
-
-# Customers both territories of a pair cover (border included, as the ownership rule): the
-# customers the two compete for. The bbox tests let the GiST index on customers pick them.
-_CONTESTED = """
-WITH p AS (
-    SELECT * FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[])) WITH ORDINALITY AS p(a, b, i)
-)
-SELECT p.i, count(c.id) AS n, coalesce(sum(c.value), 0) AS value,
-       coalesce(array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '{}') AS ids
-FROM p
-JOIN territories ta ON ta.id = p.a
-JOIN territories tb ON tb.id = p.b
-LEFT JOIN customers c
-    ON c.geom && ta.geom AND c.geom && tb.geom
-    AND ST_Covers(ta.geom, c.geom) AND ST_Covers(tb.geom, c.geom)
-GROUP BY p.i
-ORDER BY p.i
 """
 
 
@@ -65,13 +48,33 @@ def refs(session: Session, *, layer_id: int, ids: list[int]) -> dict[int, dict[s
     return {int(r.id): dict(r._mapping) for r in rows}
 
 
-def contested(
-    session: Session, *, first: list[int], second: list[int]
-) -> list[tuple[int, float, list[int]]]:
-    """Per pair of territory ids: count, total value and ids of the customers both cover."""
-    if not first:
-        return []
-    rows = session.execute(text(_CONTESTED), {"a": first, "b": second}).all()
-    found = {int(r.i): (int(r.n), float(r.value), list(r.ids)) for r in rows}
-    # A pair whose territory is gone (deleted since the index was read) contests nobody.
-    return [found.get(i, (0, 0.0, [])) for i in range(1, len(first) + 1)]
+_CUSTOMER_FIELDS = (
+    ("id", pgcopy.INT8),
+    ("x", pgcopy.FLOAT8),
+    ("y", pgcopy.FLOAT8),
+    ("value", pgcopy.FLOAT8),
+)
+
+
+def customers_in(
+    session: Session, *, bbox: tuple[float, float, float, float]
+) -> dict[str, np.ndarray]:
+    """Id, lon/lat (degrees) and value of the customers in ``bbox``, by id (binary COPY)."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    query = (
+        "SELECT id, ST_X(geom), ST_Y(geom), value::float8 FROM customers "
+        "WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 4326)"
+    )
+    buffer = bytearray()
+    with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", bbox) as copy:
+        for chunk in copy:
+            buffer += chunk
+    rows = pgcopy.decode(_CUSTOMER_FIELDS, buffer)
+    rows = rows[np.argsort(rows["id"], kind="stable")]
+    return {
+        "ids": rows["id"].astype(np.int64),
+        "x": rows["x"].astype(np.float64),
+        "y": rows["y"].astype(np.float64),
+        "value": rows["value"].astype(np.float64),
+    }

@@ -320,3 +320,11 @@ def test_documented_in_openapi(client: TestClient) -> None:
     for operation in (spec["paths"]["/layers/{layer}/territories"]["post"], territories["put"]):
         assert "dry_run" in {p["name"] for p in operation["parameters"]}
     assert "dry_run" in {p["name"] for p in territories["patch"]["parameters"]}
+
+
+def test_same_answer_with_or_without_a_held_index(west: dict[str, int], client: TestClient) -> None:
+    url = f"/layers/{LAYER}/overlaps?details=true"
+    read = client.get(url).json()  # no index held yet: the territories are read
+    assert client.get(f"/lookup?lon=-115&lat=39.5&layer={LAYER}").status_code == 200
+    assert client.app.state.indexes.held(LAYER) is not None  # type: ignore[attr-defined]
+    assert client.get(url).json() == read

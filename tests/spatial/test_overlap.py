@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from bench.bench_overlaps import random_territories
 from spatial.errors import SpatialError
 from spatial.measure import geodesic_area_km2
-from spatial.overlap import areas_km2_of, find_overlaps, polygonal_part
+from spatial.overlap import areas_km2_of, contested_points, find_overlaps, polygonal_part
 from tests import canonical
 
 
@@ -82,6 +82,35 @@ def test_among_limits_to_one_territory() -> None:
     mine = (every.first == 42) | (every.second == 42)
     assert one.ids.tolist() == every.ids[mine].tolist()
     np.testing.assert_array_equal(one.area_km2, every.area_km2[mine])
+
+
+def test_contested_points_are_those_both_territories_cover() -> None:
+    a = _box(0, 0, 2, 1)
+    b = shapely.MultiPolygon([_box(1.5, 0.2, 2.5, 0.8), _box(-1, 0, 0, 1)])  # also touches a
+    c = _box(10, 10, 11, 11)  # overlaps nothing
+    found = find_overlaps([1, 2, 3], [a, b, c])
+    x = np.array([1.75, 2.0, 1.5, 0.0, 1.0, 2.2, 10.5, 1.9])
+    y = np.array([0.5, 0.5, 0.2, 0.5, 0.5, 0.5, 10.5, 0.8])
+    # inside; on a's border (b covers it); on the overlap's corner; on the border a and b share
+    # away from the overlap (not counted); a only; b only; c only; on b's top edge inside a.
+    pair, point = contested_points(found, [a, b, c], x, y)
+    assert pair.tolist() == [0, 0, 0, 0]
+    assert point.tolist() == [0, 1, 2, 7]
+    rng = np.random.default_rng(1)
+    geoms = random_territories(200, seed=9)
+    many = find_overlaps(np.arange(200), geoms)
+    xs, ys = rng.uniform(-124, -68, 20_000), rng.uniform(26, 48, 20_000)
+    pair, point = contested_points(many, geoms, xs, ys)
+    expected = [
+        (k, p)
+        for k in range(len(many))
+        for p in np.flatnonzero(
+            shapely.intersects_xy(geoms[many.first[k]], xs, ys)
+            & shapely.intersects_xy(geoms[many.second[k]], xs, ys)
+        ).tolist()
+    ]
+    assert list(zip(pair.tolist(), point.tolist(), strict=True)) == expected
+    assert len(expected) > 50
 
 
 def test_bad_tolerance() -> None:
