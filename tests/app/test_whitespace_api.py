@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app import demo
 from app.repositories import customers
+from app.routes import whitespace as whitespace_route
 from tests import canonical
 
 # White space in SQL: the market less the union of the layer's territories, geodesic km².
@@ -229,7 +230,7 @@ def test_bad_requests(client: TestClient) -> None:
 
 
 def test_repeat_is_kept_until_the_layer_or_customers_change(
-    west: TestClient, session: Session
+    west: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     params = {"states": "CA,NV"}
     first = west.get("/layers/west/whitespace", params=params)
@@ -247,6 +248,13 @@ def test_repeat_is_kept_until_the_layer_or_customers_change(
     assert moved.json()["summary"]["customers"]["count"] == (
         first.json()["summary"]["customers"]["count"] + 1
     )
+    # The same customer moved out of the market: seen at the next full check of the
+    # customers (made at once here, instead of within CUSTOMERS_RECHECK_S).
+    monkeypatch.setattr(whitespace_route, "CUSTOMERS_RECHECK_S", 0.0)
+    west.post("/customers", json=[{"external_id": "sea-1", "lon": -140.0, "lat": 30.0}])
+    back = west.get("/layers/west/whitespace", params=params)
+    assert back.headers["x-cache"] == "miss"
+    assert back.json()["summary"]["customers"] == first.json()["summary"]["customers"]
     # A territory added: a new layer version, a new answer.
     box = {"type": "Polygon", "coordinates": [[[-124, 40], [-119, 40], [-119, 42.1],
                                                [-124, 42.1], [-124, 40]]]}  # fmt: skip
