@@ -38,6 +38,7 @@ from spatial.index import Territories
 from spatial.whitespace import (
     MAX_H3_RES,
     WhiteSpace,
+    cell_polygons,
     covered_union,
     updated_union,
     white_space,
@@ -304,7 +305,7 @@ def _county_features(result: WhiteSpace, counties: Counties, top: int) -> dict[s
 
 def _hexagon_features(result: WhiteSpace, top: int) -> dict[str, Any]:
     hexagons = result.hexagons
-    shapes = shapely.to_geojson(hexagons.geoms[:top]).tolist()
+    shapes = shapely.to_geojson(cell_polygons(hexagons.cells[:top])).tolist()
     features = [
         {
             "type": "Feature",
