@@ -6,6 +6,7 @@ import itertools
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 import shapely
 from fastapi import APIRouter, Query
 from sqlalchemy.orm import Session
@@ -214,11 +215,11 @@ def _contested(
     return out
 
 
-def _geojson(geoms: np.ndarray) -> list[dict[str, Any]]:
-    """RFC 7946 geometry of each overlap: exteriors counter-clockwise, 7 decimals.
+def _geojson(geoms: np.ndarray) -> list[orjson.Fragment]:
+    """RFC 7946 geometry text of each overlap: exteriors counter-clockwise, 7 decimals.
 
-    Built from one ragged array (coordinates and offsets) rather than by GEOS's GeoJSON
-    writer, which took 2 s for 24,000 overlaps.
+    Written by orjson straight from NumPy ring arrays (one ragged array of every coordinate):
+    GEOS's GeoJSON writer took 2 s for 24,000 overlaps, Python float lists 1.9 s.
     """
     if not geoms.size:
         return []
@@ -228,11 +229,16 @@ def _geojson(geoms: np.ndarray) -> list[dict[str, Any]]:
     if kind == shapely.GeometryType.POLYGON:  # no MultiPolygon at all: one part each
         offsets = (*offsets, np.arange(geoms.size + 1))
     ring_at, part_at, geom_at = (o.tolist() for o in offsets)
-    rings = [coords[i:j].tolist() for i, j in itertools.pairwise(ring_at)]
+    rings = [coords[i:j] for i, j in itertools.pairwise(ring_at)]
     parts = [rings[i:j] for i, j in itertools.pairwise(part_at)]
     return [
-        {"type": "Polygon", "coordinates": parts[i]}
-        if j - i == 1
-        else {"type": "MultiPolygon", "coordinates": parts[i:j]}
+        orjson.Fragment(
+            orjson.dumps(
+                {"type": "Polygon", "coordinates": parts[i]}
+                if j - i == 1
+                else {"type": "MultiPolygon", "coordinates": parts[i:j]},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+        )
         for i, j in itertools.pairwise(geom_at)
     ]
