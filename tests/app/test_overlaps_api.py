@@ -328,3 +328,11 @@ def test_same_answer_with_or_without_a_held_index(west: dict[str, int], client: 
     assert client.get(f"/lookup?lon=-115&lat=39.5&layer={LAYER}").status_code == 200
     assert client.app.state.indexes.held(LAYER) is not None  # type: ignore[attr-defined]
     assert client.get(url).json() == read
+
+
+def test_an_empty_layer_has_no_overlaps(client: TestClient) -> None:
+    assert client.post("/layers", json={"name": "empty"}).status_code == 201
+    body = client.get("/layers/empty/overlaps").json()
+    assert body["features"] == [] and body["numberMatched"] == 0
+    client.post("/layers/empty/territories", json={"name": "CA", "states": ["CA"]})
+    assert client.get("/layers/empty/overlaps").json()["features"] == []
