@@ -39,6 +39,7 @@ FloatArray = npt.NDArray[np.float64]
 GeomArray = npt.NDArray[np.object_]
 
 _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
+_SNAP_DEG = 1e-9  # grid of the fallback overlay, degrees (~0.1 mm)
 _SAMPLE = 256  # candidate pairs sampled to decide whether a relate test pays
 _TOUCHING_WORTH_TESTING = 0.3  # share of touching-only pairs above which it does
 
@@ -154,8 +155,24 @@ def _overlap_geoms(geoms: GeomArray, first: IntArray, second: IntArray) -> GeomA
     out[b_covers] = a[b_covers]
     rest = np.flatnonzero(~(a_covers | b_covers))
     rest = rest[_interiors_meet(a[rest], b[rest])]
-    out[rest] = polygonal_part(shapely.intersection(a[rest], b[rest]))
+    out[rest] = polygonal_part(_intersection(a[rest], b[rest]))
     return out
+
+
+def _intersection(a: GeomArray, b: GeomArray) -> GeomArray:
+    """Pairwise intersections; a pair the overlay cannot node is snapped to a 1e-9° grid."""
+    try:
+        return np.asarray(shapely.intersection(a, b), dtype=object)
+    except shapely.errors.GEOSException:
+        # Rare (OverlayNG falls back to snapping itself): redo pair by pair, and snap-round
+        # only those that fail (1e-9 degrees is 0.1 mm).
+        out = np.empty(a.size, dtype=object)
+        for k in range(a.size):
+            try:
+                out[k] = shapely.intersection(a[k], b[k])
+            except shapely.errors.GEOSException:
+                out[k] = shapely.intersection(a[k], b[k], grid_size=_SNAP_DEG)
+        return out
 
 
 def _interiors_meet(a: GeomArray, b: GeomArray) -> npt.NDArray[np.bool_]:

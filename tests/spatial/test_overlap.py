@@ -113,6 +113,26 @@ def test_contested_points_are_those_both_territories_cover() -> None:
     assert len(expected) > 50
 
 
+def test_an_overlay_failure_falls_back_pair_by_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    geoms = [_box(0, 0, 1, 1), _box(0.5, 0, 1.5, 1), _box(0.8, 0.5, 2, 2)]
+    expected = find_overlaps([1, 2, 3], geoms)
+    real = shapely.intersection
+    snapped = []
+
+    def flaky(a: object, b: object, **kwargs: object) -> object:
+        # The vectorised call fails, then the first pair alone until it is snap-rounded.
+        if isinstance(a, np.ndarray) or (not snapped and kwargs.get("grid_size") is None):
+            raise shapely.errors.GEOSException("TopologyException: side location conflict")
+        snapped.append(kwargs.get("grid_size"))
+        return real(a, b, **kwargs)
+
+    monkeypatch.setattr(shapely, "intersection", flaky)
+    found = find_overlaps([1, 2, 3], geoms)
+    assert snapped[0] == pytest.approx(1e-9) and len(snapped) == 3
+    assert found.ids.tolist() == expected.ids.tolist() == [[1, 2], [1, 3], [2, 3]]
+    np.testing.assert_allclose(found.area_km2, expected.area_km2, rtol=1e-9)
+
+
 def test_bad_tolerance() -> None:
     with pytest.raises(SpatialError):
         find_overlaps([1], [_box(0, 0, 1, 1)], min_area_km2=-1)
