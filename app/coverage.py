@@ -60,10 +60,12 @@ def shapes(cache: LruCache, entry: LayerIndex, tolerance_m: float) -> _Shapes:
         color = cache.get_or_make(
             ("colors", entry.layer_id, entry.version), lambda: engine.colors(geoms)
         )
-        clean = cache.get_or_make(
-            ("cleaned", entry.layer_id, entry.version), lambda: engine.cleaned(geoms)
-        )
-        simple = engine.simplify(clean, tolerance_m=tolerance_m) if tolerance_m else geoms
+        simple = geoms  # full resolution: the shapes as stored
+        if tolerance_m:
+            clean = cache.get_or_make(
+                ("cleaned", entry.layer_id, entry.version), lambda: engine.cleaned(geoms)
+            )
+            simple = engine.simplify(clean, tolerance_m=tolerance_m)
         # RFC 7946: exterior rings counter-clockwise, holes clockwise.
         text = shapely.to_geojson(shapely.orient_polygons(simple)).tolist()
         return _Shapes(text, color)
