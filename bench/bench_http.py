@@ -51,12 +51,12 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.orm import Session
 
-from app import boundaries, demo, embedded
+from app import boundaries, demo
 from app.db import make_engine, migrate
 from app.notify import conninfo
 from app.repositories import layers as layer_repo
-from app.settings import DatabaseSettings, EmbeddedSettings, Settings
-from bench.bench_assign import _POINT_SQL, loadavg, markdown_table, rich_table
+from app.settings import DatabaseSettings, Settings
+from bench.bench_assign import _POINT_SQL, loadavg, markdown_table, rich_table, scratch_database
 from bench.bench_store import BenchmarkError, info_line
 from bench.http_postgis import POINT_SQL
 
@@ -207,21 +207,6 @@ def wrk_path() -> str:
             "wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), then run again"
         )
     return found
-
-
-@contextmanager
-def scratch_database(keep: bool) -> Iterator[str]:
-    """The URL of a fresh scratch database on the embedded cluster; dropped at the end."""
-    cluster = EmbeddedSettings()
-    embedded.ensure_running(cluster)
-    embedded.wait_ready(cluster)
-    embedded.drop_database(cluster, BENCH_DB)
-    try:
-        yield embedded.ensure_database(cluster, BENCH_DB)
-    finally:
-        if not keep:
-            embedded.drop_database(cluster, BENCH_DB)
-            console.log(f"dropped database {BENCH_DB}")
 
 
 def load_layers(url: str) -> tuple[int, str]:
@@ -706,7 +691,7 @@ def run_all(args: argparse.Namespace, context: dict[str, Any], workdir: Path) ->
     """Set up, measure, check; the filled-in Bench."""
     batch = demo.generate(args.points, seed=args.seed)
     lon, lat = np.asarray(batch.lon, np.float64), np.asarray(batch.lat, np.float64)
-    with scratch_database(args.keep) as url:
+    with scratch_database(args.keep, BENCH_DB) as url:
         layer_id, context["info"] = _step("setup: boundaries", lambda: load_layers(url))
         postgis_s, owner = _step(
             "PostGIS: every point's owner", lambda: postgis_owners(url, layer_id, lon, lat)

@@ -49,12 +49,12 @@ from rich.table import Table
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app import embedded
 from app.db import make_engine, migrate
 from app.factory import create_app
 from app.repositories import assignments
 from app.repositories import layers as layer_repo
-from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
+from app.settings import DatabaseSettings, IndexSettings, Settings
+from bench.bench_assign import scratch_database
 from spatial.overlap import DEFAULT_MIN_AREA_KM2, Overlaps, find_overlaps
 
 BENCH_DB = "territory_bench_overlaps"
@@ -139,21 +139,6 @@ def _step(label: str, run: Callable[[], T]) -> T:
     result = run()
     console.log(f"{label}: {time.perf_counter() - started:.1f} s")
     return result
-
-
-@contextmanager
-def scratch_database(keep: bool) -> Iterator[str]:
-    """The URL of a fresh scratch database on the embedded cluster; dropped at the end."""
-    cluster = EmbeddedSettings()
-    embedded.ensure_running(cluster)
-    embedded.wait_ready(cluster)
-    embedded.drop_database(cluster, BENCH_DB)
-    try:
-        yield embedded.ensure_database(cluster, BENCH_DB)
-    finally:
-        if not keep:
-            embedded.drop_database(cluster, BENCH_DB)
-            console.log(f"dropped database {BENCH_DB}")
 
 
 def store(engine: Engine, geoms: npt.NDArray[np.object_]) -> int:
@@ -401,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     bench = Bench()
-    with scratch_database(args.keep) as url:
+    with scratch_database(args.keep, BENCH_DB) as url:
         engine = make_engine(url, Settings(database=DatabaseSettings(url=url)))
         try:
             migrate(engine)
