@@ -402,6 +402,9 @@ class WhiteSpaceSummaryPublic(BaseModel):
     parts: int = Field(description="Uncovered polygons (the features)")
     customers: dict[str, float] = Field(description="count and value of uncovered customers")
     h3_res: int
+    union: str = Field(
+        description="How the layer's union was had: kept, updated, built or local (market only)"
+    )
     seconds: float = Field(description="Time taken when the answer was worked out")
 
 

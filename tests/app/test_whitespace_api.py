@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app import demo
 from app.repositories import customers
 from app.routes import whitespace as whitespace_route
+from app.schemas import WhiteSpaceSummaryPublic
 from tests import canonical
 
 # White space in SQL: the market less the union of the layer's territories, geodesic km².
@@ -304,3 +305,9 @@ def test_documented_in_openapi(client: TestClient) -> None:
     for method in ("get", "post"):
         assert "application/geo+json" in path[method]["responses"]["200"]["content"]
     assert {p["name"] for p in path["get"]["parameters"]} >= {"market", "states", "counties"}
+
+
+def test_every_summary_member_is_documented(west: TestClient) -> None:
+    summary = west.get("/layers/west/whitespace", params={"states": "NV"}).json()["summary"]
+    assert set(summary) <= set(WhiteSpaceSummaryPublic.model_fields)
+    assert summary["union"] in {"kept", "updated", "built", "local"}
