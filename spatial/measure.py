@@ -2,7 +2,8 @@
 
 Edges are geodesics on WGS 84 (as PostGIS geography treats them), not straight lines in
 lon/lat nor in a projection, so engine areas and PostGIS areas agree to a fraction of a
-per mille even for polygons many degrees wide. Never square degrees.
+per mille even for polygons many degrees wide. Never square degrees. The default path is
+vectorised over every vertex (24,000 overlaps: 3.2 s one by one, a small fraction this way).
 """
 
 from __future__ import annotations
@@ -12,12 +13,28 @@ import numpy.typing as npt
 import shapely
 from pyproj import Geod
 
+FloatArray = npt.NDArray[np.float64]
+
 _GEOD = Geod(ellps="WGS84")
 
 
-def geodesic_area_m2(geoms: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Area (m²) of each (Multi)Polygon in lon/lat degrees; 0 for empty or non-polygonal."""
+def geodesic_area_m2(geoms: npt.ArrayLike, *, exact: bool = False) -> npt.NDArray[np.float64]:
+    """Area (m²) of each (Multi)Polygon in lon/lat degrees; 0 for empty or non-polygonal.
+
+    Vectorised on the authalic sphere, within ``MAX_FAST_ERROR`` of the ellipsoid's geodesic
+    area; ``exact`` measures every geometry on the ellipsoid (pyproj, one at a time).
+    """
     arr = np.asarray(geoms, dtype=object).ravel()
+    return _exact_m2(arr) if exact else _fast_km2(arr) * 1e6
+
+
+def geodesic_area_km2(geoms: npt.ArrayLike, *, exact: bool = False) -> npt.NDArray[np.float64]:
+    """Area (km²) of each (Multi)Polygon, as ``geodesic_area_m2`` / 1e6."""
+    return geodesic_area_m2(geoms, exact=exact) / 1e6
+
+
+def _exact_m2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    """Area (m²) on the ellipsoid, geometry by geometry (pyproj's geodesic polygon area)."""
     out = np.zeros(arr.size, dtype=np.float64)
     polygonal = shapely.get_type_id(arr)
     # Exterior counter-clockwise, holes clockwise: the signed ring areas then add up to the
@@ -28,6 +45,74 @@ def geodesic_area_m2(geoms: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return out
 
 
-def geodesic_area_km2(geoms: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Area (km²) of each (Multi)Polygon, as ``geodesic_area_m2`` / 1e6."""
-    return geodesic_area_m2(geoms) / 1e6
+# WGS 84, and the authalic (equal-area) sphere of the same surface area.
+_A_M = 6_378_137.0
+_F = 1 / 298.257223563
+_E2 = _F * (2 - _F)
+_E = np.sqrt(_E2)
+# On the authalic sphere a great-circle edge of L radians strays from the ellipsoid's geodesic
+# by O(f L² R): the area between them is below f L³ R² / 8 (measured: at most 0.13 f L³ R²
+# over 24,000 overlaps, boxes and slivers; this bound is twice that).
+_ERROR_PER_CUBE_KM2 = 0.25 * _F * 6_371.0088**2
+MAX_FAST_ERROR = 1e-5  # relative; beyond it, exact (measure.py agrees with PostGIS to 1e-4)
+
+
+def _q(sin_lat: FloatArray) -> FloatArray:
+    """Snyder's q(φ): authalic latitude ξ = asin(q(φ) / q(90°))."""
+    return (1 - _E2) * (
+        sin_lat / (1 - _E2 * sin_lat**2)
+        - np.log((1 - _E * sin_lat) / (1 + _E * sin_lat)) / (2 * _E)
+    )
+
+
+_Q_POLE = float(_q(np.array([1.0]))[0])
+_AUTHALIC_R2_M2 = _A_M**2 * _Q_POLE / 2  # R_q², m²
+
+
+def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
+    """Area (km²) of each (Multi)Polygon, vectorised; the exact path where it could miss.
+
+    Vectorised over every vertex at once on the authalic sphere (the sphere with the
+    ellipsoid's surface area; latitudes mapped to authalic latitudes, an equal-area map), with
+    each edge a great circle. Where that could differ from the ellipsoid's geodesic edges by
+    more than ``MAX_FAST_ERROR`` of the area (long edges, thin slivers) the geometry goes to
+    the exact path (pyproj, one geometry at a time, ~10x slower per vertex).
+    """
+    out = np.zeros(arr.size, dtype=np.float64)
+    live = np.flatnonzero(np.isin(shapely.get_type_id(arr), (3, 6)) & ~shapely.is_empty(arr))
+    if not live.size:
+        return out
+    polys, poly_geom = shapely.get_parts(arr[live], return_index=True)
+    rings, ring_poly = shapely.get_rings(polys, return_index=True)
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
+    half_tan = np.tan(np.arcsin(np.clip(_q(np.sin(lat)) / _Q_POLE, -1, 1)) / 2)
+    d_lon = np.diff(lon)
+    d_lon = (d_lon + np.pi) % (2 * np.pi) - np.pi  # across the antimeridian
+    same_ring = ring_of[1:] == ring_of[:-1]  # a ring's last point repeats its first
+    # Area between each great-circle edge and the equator (spherical excess, radians²):
+    # tan(E/2) = tan(Δλ/2) (tan(ξ1/2) + tan(ξ2/2)) / (1 + tan(ξ1/2) tan(ξ2/2)).
+    excess = 2 * np.arctan2(
+        np.tan(d_lon / 2) * (half_tan[:-1] + half_tan[1:]), 1 + half_tan[:-1] * half_tan[1:]
+    )
+    ring_area = np.abs(
+        np.bincount(ring_of[:-1][same_ring], weights=excess[same_ring], minlength=rings.size)
+    )
+    # The first ring of each polygon is its exterior; the others are holes.
+    starts = np.r_[0, np.cumsum(shapely.get_num_interior_rings(polys) + 1)[:-1]]
+    sign = -np.ones(rings.size)
+    sign[starts] = 1
+    poly_area = np.bincount(ring_poly, weights=sign * ring_area, minlength=polys.size)
+    out[live] = np.bincount(poly_geom, weights=poly_area, minlength=live.size)
+    out[live] *= _AUTHALIC_R2_M2 / 1e6
+
+    # Where that can miss by more than MAX_FAST_ERROR of the area, the exact path decides.
+    edge = np.where(same_ring, np.hypot(d_lon * np.cos(lat[:-1]), np.diff(lat)), 0.0)
+    cubes = np.bincount(ring_of[:-1], weights=edge**3, minlength=rings.size)
+    cubes = np.bincount(poly_geom[ring_poly], weights=cubes, minlength=live.size)
+    bound_km2 = _ERROR_PER_CUBE_KM2 * cubes
+    long_geom = bound_km2 > MAX_FAST_ERROR * out[live]
+    exact = live[long_geom]
+    if exact.size:
+        out[exact] = _exact_m2(arr[exact]) / 1e6
+    return out

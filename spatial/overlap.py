@@ -16,7 +16,7 @@ How, and why:
   intersection of polygons is a GeometryCollection when they overlap in one place and touch in
   another). GEOS's overlay clips both inputs to their common envelope itself.
 * Areas are geodesic (WGS 84) in km², as PostGIS ``ST_Area(geom::geography)`` gives them; see
-  ``areas_km2_of`` for how they are computed fast.
+  ``spatial.measure.geodesic_area_km2`` for how they are computed fast.
 
 Coordinates are lon/lat degrees (EPSG:4326).
 """
@@ -42,29 +42,6 @@ _POLYGON, _MULTIPOLYGON, _COLLECTION = 3, 6, 7
 _SNAP_DEG = 1e-9  # grid of the fallback overlay, degrees (~0.1 mm)
 _SAMPLE = 256  # candidate pairs sampled to decide whether a relate test pays
 _TOUCHING_WORTH_TESTING = 0.3  # share of touching-only pairs above which it does
-
-# WGS 84, and the authalic (equal-area) sphere of the same surface area.
-_A_M = 6_378_137.0
-_F = 1 / 298.257223563
-_E2 = _F * (2 - _F)
-_E = np.sqrt(_E2)
-# On the authalic sphere a great-circle edge of L radians strays from the ellipsoid's geodesic
-# by O(f L² R): the area between them is below f L³ R² / 8 (measured: at most 0.13 f L³ R²
-# over 24,000 overlaps, boxes and slivers; this bound is twice that).
-_ERROR_PER_CUBE_KM2 = 0.25 * _F * 6_371.0088**2
-MAX_FAST_ERROR = 1e-5  # relative; beyond it, exact (measure.py agrees with PostGIS to 1e-4)
-
-
-def _q(sin_lat: FloatArray) -> FloatArray:
-    """Snyder's q(φ): authalic latitude ξ = asin(q(φ) / q(90°))."""
-    return (1 - _E2) * (
-        sin_lat / (1 - _E2 * sin_lat**2)
-        - np.log((1 - _E * sin_lat) / (1 + _E * sin_lat)) / (2 * _E)
-    )
-
-
-_Q_POLE = float(_q(np.array([1.0]))[0])
-_AUTHALIC_R2_M2 = _A_M**2 * _Q_POLE / 2  # R_q², m²
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,13 +80,13 @@ def find_overlaps(
         raise SpatialError("ids and geoms must have the same length")
     first, second = candidate_pairs(geom_arr, among=among)
     overlap = _overlap_geoms(geom_arr, first, second)
-    area = areas_km2_of(overlap)
+    area = geodesic_area_km2(overlap)
     keep = (area >= min_area_km2) & (area > 0)  # > 0: a touch is never an overlap
     first, second, overlap, area = first[keep], second[keep], overlap[keep], area[keep]
     swap = id_arr[first] > id_arr[second]  # each pair as (smaller id, larger id)
     first, second = np.where(swap, second, first), np.where(swap, first, second)
     own = (
-        areas_km2_of(geom_arr)
+        geodesic_area_km2(geom_arr)
         if areas_km2 is None
         else np.asarray(areas_km2, dtype=np.float64).ravel()
     )
@@ -208,58 +185,6 @@ def polygonal_part(geoms: GeomArray) -> GeomArray:
         if keep.any():
             shapely.multipolygons(polys[keep], indices=owner[keep], out=collected)
         out[mixed] = collected
-    return out
-
-
-def areas_km2_of(geoms: npt.ArrayLike) -> FloatArray:
-    """Geodesic area (km², WGS 84) of each (Multi)Polygon, as ``geodesic_area_km2`` gives it.
-
-    Vectorised over every vertex at once on the authalic sphere (the sphere with the
-    ellipsoid's surface area; latitudes mapped to authalic latitudes, an equal-area map), with
-    each edge a great circle. Where that could differ from the ellipsoid's geodesic edges by
-    more than ``MAX_FAST_ERROR`` of the area (long edges, thin slivers) the geometry goes to
-    ``geodesic_area_km2`` (exact, one geometry at a time, ~10x slower per vertex).
-    """
-    arr = np.asarray(geoms, dtype=object).ravel()
-    out = np.zeros(arr.size, dtype=np.float64)
-    live = np.flatnonzero(
-        np.isin(shapely.get_type_id(arr), (_POLYGON, _MULTIPOLYGON)) & ~shapely.is_empty(arr)
-    )
-    if not live.size:
-        return out
-    polys, poly_geom = shapely.get_parts(arr[live], return_index=True)
-    rings, ring_poly = shapely.get_rings(polys, return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
-    lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
-    half_tan = np.tan(np.arcsin(np.clip(_q(np.sin(lat)) / _Q_POLE, -1, 1)) / 2)
-    d_lon = np.diff(lon)
-    d_lon = (d_lon + np.pi) % (2 * np.pi) - np.pi  # across the antimeridian
-    same_ring = ring_of[1:] == ring_of[:-1]  # a ring's last point repeats its first
-    # Area between each great-circle edge and the equator (spherical excess, radians²):
-    # tan(E/2) = tan(Δλ/2) (tan(ξ1/2) + tan(ξ2/2)) / (1 + tan(ξ1/2) tan(ξ2/2)).
-    excess = 2 * np.arctan2(
-        np.tan(d_lon / 2) * (half_tan[:-1] + half_tan[1:]), 1 + half_tan[:-1] * half_tan[1:]
-    )
-    ring_area = np.abs(
-        np.bincount(ring_of[:-1][same_ring], weights=excess[same_ring], minlength=rings.size)
-    )
-    # The first ring of each polygon is its exterior; the others are holes.
-    starts = np.r_[0, np.cumsum(shapely.get_num_interior_rings(polys) + 1)[:-1]]
-    sign = -np.ones(rings.size)
-    sign[starts] = 1
-    poly_area = np.bincount(ring_poly, weights=sign * ring_area, minlength=polys.size)
-    out[live] = np.bincount(poly_geom, weights=poly_area, minlength=live.size)
-    out[live] *= _AUTHALIC_R2_M2 / 1e6
-
-    # Where that can miss by more than MAX_FAST_ERROR of the area, the exact path decides.
-    edge = np.where(same_ring, np.hypot(d_lon * np.cos(lat[:-1]), np.diff(lat)), 0.0)
-    cubes = np.bincount(ring_of[:-1], weights=edge**3, minlength=rings.size)
-    cubes = np.bincount(poly_geom[ring_poly], weights=cubes, minlength=live.size)
-    bound_km2 = _ERROR_PER_CUBE_KM2 * cubes
-    long_geom = bound_km2 > MAX_FAST_ERROR * out[live]
-    exact = live[long_geom]
-    if exact.size:
-        out[exact] = geodesic_area_km2(arr[exact])
     return out
 
 

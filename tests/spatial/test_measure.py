@@ -60,3 +60,4 @@ def test_agrees_with_postgis_geography(session: Session) -> None:
     found = geodesic_area_m2(geoms)
     assert len(found) > 300
     np.testing.assert_allclose(found, truth, rtol=1e-4)
+    np.testing.assert_allclose(geodesic_area_m2(geoms, exact=True), truth, rtol=1e-4)
