@@ -137,6 +137,12 @@ class IndexRegistry:
         self._stale: dict[str, LayerIndex] = {}
         self._lock = threading.Lock()  # one build at a time: builds are CPU-bound anyway
 
+    def current(self, layer: Layer) -> LayerIndex:
+        """The index of ``layer`` as just read from the database: refreshed if this worker's is
+        older (its NOTIFY may not have arrived yet). For analyses, which must not lag an edit."""
+        entry = self.get(layer.name)
+        return entry if entry.version >= layer.updated_at else self.refresh(layer.name)
+
     def held(self, layer: str) -> LayerIndex | None:
         """The layer's index if this worker holds one now; never waits, never reads the database."""
         return self._entries.get(layer)

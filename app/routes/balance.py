@@ -37,9 +37,7 @@ def layer_balance(
     territories farthest above and below the mean.
     """
     target = layers.get_by_name(session, name=layer)
-    entry = registry.get(layer)
-    if entry.version < target.updated_at:
-        entry = registry.refresh(layer)
+    entry = registry.current(target)
     cache: LruCache = request.app.state.cache
     tolerance = tolerance_for_zoom(zoom) if zoom is not None else 0.0
     body = balance_report(session, cache=cache, entry=entry, tolerance_m=tolerance)

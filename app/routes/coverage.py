@@ -69,9 +69,7 @@ def layer_coverage(
     headers = {"ETag": tag, "Cache-Control": "no-cache"}  # cache, but ask again (304 is cheap)
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    entry = registry.get(layer)
-    if entry.version < target.updated_at:
-        entry = registry.refresh(layer)  # this worker has not heard of the change yet
+    entry = registry.current(target)
     cache: LruCache = request.app.state.cache
     body = cache.get_or_make(
         ("coverage", tag),

@@ -71,11 +71,11 @@ def _territories(
     Without one, read them (0.2 s for 5,000 territories) rather than build the look-up index
     (seconds, or far more for a layer of heavily overlapping territories) only to read them.
     """
+    target = layers.get_by_name(session, name=layer)
     entry = registry.held(layer)
-    if entry is not None:
+    if entry is not None and entry.version >= target.updated_at:  # held and not behind an edit
         held = entry.index.territories
         return entry.layer_id, held.ids, held.geoms, held.area_m2
-    target = layers.get_by_name(session, name=layer)
     found = assignments.engine_input(session, layer_id=target.id)
     return target.id, found["ids"], shapely.from_wkb(found["wkb"]), found["area_m2"]
 

@@ -30,6 +30,7 @@ from app.db import SessionDep
 from app.errors import InputError
 from app.geojson import GEOJSON, GeoJSONResponse
 from app.indexes import IndexDep, LayerIndex, Source
+from app.repositories import layers
 from app.repositories import whitespace as repo
 from app.routes.params import PROBLEMS, RepairQuery, geojson
 from app.schemas import WhiteSpacePublic
@@ -407,7 +408,7 @@ def get_whitespace(
     top: Top = 100,
 ) -> Response:
     """The part of a market no territory of the layer covers, its customers, by county and H3."""
-    entry = registry.get(layer)
+    entry = registry.current(layers.get_by_name(session, name=layer))
     named = _named_market(
         session, cache_of(request.app), market=market, states=states, counties=counties
     )
@@ -429,6 +430,6 @@ def post_whitespace(
     top: Top = 100,
 ) -> Response:
     """White space of a drawn market (GeoJSON) in the layer; as GET otherwise."""
-    entry = registry.get(layer)
+    entry = registry.current(layers.get_by_name(session, name=layer))
     drawn = _drawn_market(body, repair=repair)
     return _answer(request, session, entry, drawn, h3_res=h3_res, top=top)

@@ -171,3 +171,29 @@ def test_a_change_that_began_first_but_committed_last_is_not_skipped(
         layers.touch(early, layer=layer)
         early.commit()
     assert registry.refresh("late").index.owner_of(4, 4)[0] == first  # not skipped as older
+
+
+def test_analyses_do_not_lag_a_change_this_worker_has_not_heard_of(
+    client: TestClient, session: Session
+) -> None:
+    """A change committed without a NOTIFY reaching this worker: analyses still see it."""
+    assert client.post("/layers", json={"name": "quiet"}).status_code == 201
+    base = "/layers/quiet/territories"
+    client.post(base, json=canonical.feature(_square(0, 0, 2), name="a"))
+    moved = client.post(base, json=canonical.feature(_square(5, 0, 2), name="b")).json()["id"]
+    _registry(client).get("quiet")  # held here
+    assert client.get("/layers/quiet/overlaps").json()["features"] == []
+    # Another writer, whose NOTIFY this worker never hears: the shape and the version move.
+    session.execute(
+        text(
+            "UPDATE territories SET geom = ST_Multi(ST_MakeEnvelope(1, 1, 3, 3, 4326)) "
+            "WHERE id = :t"
+        ),
+        {"t": moved},
+    )
+    session.execute(text("UPDATE layers SET updated_at = clock_timestamp() WHERE name = 'quiet'"))
+    session.commit()
+    assert len(client.get("/layers/quiet/overlaps").json()["features"]) == 1
+    coverage = client.get("/layers/quiet/coverage").json()["features"]
+    moved_shape = next(f["geometry"] for f in coverage if f["id"] == moved)
+    assert shape(moved_shape).bounds == (1.0, 1.0, 3.0, 3.0)  # drawn where it is now
