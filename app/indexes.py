@@ -155,6 +155,9 @@ class IndexRegistry:
     def refresh(self, layer: str) -> LayerIndex:
         """Bring the layer's index up to the stored layer, if that is newer than the one held."""
         with self._lock, self._factory() as session:
+            # One snapshot for the layer's version and its territories, so the label a version
+            # carries is the state it holds (READ COMMITTED would read each at its own moment).
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             try:
                 current = layer_repo.get_by_name(session, name=layer)
             except NotFoundError:
@@ -183,10 +186,14 @@ class IndexRegistry:
         """Stop answering from the layer's index (changed or deleted here).
 
         The next look-up brings it up to date, from the old index when the layer still exists.
+        Taken under the build lock: a refresh that began before this worker's commit (and so
+        holds the old state) finishes first and is then set aside, so this worker never answers
+        the state it has just changed after the request that changed it returns.
         """
-        entry = self._entries.pop(layer, None)
-        if entry is not None:
-            self._stale[layer] = entry
+        with self._lock:
+            entry = self._entries.pop(layer, None)
+            if entry is not None:
+                self._stale[layer] = entry
 
     def changed(self, layer: str) -> None:
         """A layer changed somewhere: update the index this worker holds, or drop it if gone."""
