@@ -477,3 +477,6 @@ class OverlapCollectionPublic(BaseModel):
     numberReturned: int  # noqa: N815
     min_area_km2: float = Field(description="Overlaps smaller than this (km²) are left out")
     features: list[OverlapFeaturePublic]
+    links: list[LinkPublic] | None = Field(
+        default=None, description="self/next/prev pages (a layer's overlaps are paged)"
+    )

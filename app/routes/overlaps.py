@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import orjson
 import shapely
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from app.cache import LruCache
 from app.db import SessionDep
-from app.geojson import GeoJSONResponse
+from app.geojson import GeoJSONResponse, page_links
 from app.indexes import IndexDep, IndexRegistry
+from app.models import Layer
 from app.repositories import assignments, layers
 from app.repositories import overlaps as repo
-from app.routes.params import PROBLEMS, TerritoryId, geojson
+from app.routes.params import MAX_LIMIT, PROBLEMS, TerritoryId, geojson
 from app.schemas import OverlapCollectionPublic
 from spatial.overlap import DEFAULT_MIN_AREA_KM2, Overlaps, contested_points, find_overlaps
 
@@ -28,6 +32,29 @@ MinAreaQuery = Annotated[
     Query(ge=0, le=1e9, description="Smallest overlap reported, km² (smaller: digitising noise)"),
 ]
 DetailsQuery = Annotated[bool, Query(description="List the contested customers' ids")]
+SeverityQuery = Annotated[
+    Literal["conflict", "shared"] | None,
+    Query(description="Only conflicts (either territory exclusive) or only shared overlaps"),
+]
+
+
+def with_dry_run(model: type[BaseModel], code: int = 200) -> dict[int | str, Any]:
+    """OpenAPI ``responses`` of a territory write that takes ``dry_run``: its own answer, or
+    (dry run, status 200) the overlaps the change would make."""
+    preview = "with dry_run=true: the overlaps the change would make (nothing saved)"
+    if code != 200:
+        return {
+            code: {"description": "GeoJSON (RFC 7946)", "model": model},
+            200: {"description": f"GeoJSON, {preview}", "model": OverlapCollectionPublic},
+        }
+    either = Union[model, OverlapCollectionPublic]  # type: ignore[valid-type]  # noqa: UP007 (a value)
+    return {200: {"description": f"GeoJSON (RFC 7946); {preview}", "model": either}}
+
+
+LimitQuery = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description="Overlaps per page (largest first is not implied)")
+]
+OffsetQuery = Annotated[int, Query(ge=0, le=10_000_000, description="Overlaps to skip")]
 DryRunQuery = Annotated[
     bool,
     Query(
@@ -42,37 +69,74 @@ DryRunQuery = Annotated[
     responses=geojson(OverlapCollectionPublic),
 )
 def layer_overlaps(
+    *,
     layer: str,
+    request: Request,
     session: SessionDep,
     registry: IndexDep,
     min_area_km2: MinAreaQuery = DEFAULT_MIN_AREA_KM2,
     details: DetailsQuery = False,
+    severity: SeverityQuery = None,
+    limit: LimitQuery = 1000,
+    offset: OffsetQuery = 0,
 ) -> GeoJSONResponse:
-    """Every pair of the layer's territories whose interiors overlap, the overlap as geometry."""
-    layer_id, ids, geoms, area_m2 = _territories(session, registry, layer)
-    found = find_overlaps(ids, geoms, min_area_km2=min_area_km2, areas_km2=area_m2 / 1e6)
-    return GeoJSONResponse(
-        collection(
-            session,
-            layer_id=layer_id,
-            found=found,
-            geoms=geoms,
-            min_area_km2=min_area_km2,
-            details=details,
-        )
+    """Every pair of the layer's territories whose interiors overlap, the overlap as geometry.
+
+    Paged by (a id, b id), with ``next``/``prev`` links; the pairs are found once per layer
+    version and tolerance, so every page of one layer version comes from the same answer.
+    """
+    target = layers.get_by_name(session, name=layer)
+    cache: LruCache = request.app.state.cache
+    found, geoms = cache.get_or_make(
+        ("overlaps", target.id, target.updated_at, min_area_km2),
+        lambda: _find(session, registry, target, min_area_km2),
     )
+    refs = repo.refs(session, layer_id=target.id, ids=np.unique(found.ids).tolist())
+    kept = np.flatnonzero(_severities(found, refs) == severity) if severity else None
+    matched = len(found) if kept is None else kept.size
+    page = np.arange(offset, min(offset + limit, matched))
+    body = collection(
+        session,
+        found=_take(found, page if kept is None else kept[page]),
+        geoms=geoms,
+        refs=refs,
+        min_area_km2=min_area_km2,
+        details=details,
+    )
+    body["numberMatched"] = matched
+    body["links"] = page_links(request, offset=offset, limit=limit, matched=matched)
+    return GeoJSONResponse(body)
+
+
+def _find(
+    session: Session, registry: IndexRegistry, target: Layer, min_area_km2: float
+) -> tuple[Overlaps, np.ndarray]:
+    """The layer's overlaps and the territory geometries they index into."""
+    _, ids, geoms, area_m2 = _territories(session, registry, target)
+    return find_overlaps(ids, geoms, min_area_km2=min_area_km2, areas_km2=area_m2 / 1e6), geoms
+
+
+def _severities(found: Overlaps, refs: dict[int, dict[str, Any]]) -> np.ndarray:
+    """Per overlap: 'conflict' when either territory is exclusive, else 'shared'."""
+    exclusive = {tid: ref["exclusive"] for tid, ref in refs.items()}
+    either = [exclusive.get(a, False) or exclusive.get(b, False) for a, b in found.ids.tolist()]
+    return np.where(np.array(either, dtype=bool), "conflict", "shared")
+
+
+def _take(found: Overlaps, at: np.ndarray) -> Overlaps:
+    """The overlaps at positions ``at`` (a page), still indexing the same territories."""
+    return Overlaps(**{f.name: getattr(found, f.name)[at] for f in dataclasses.fields(found)})
 
 
 def _territories(
-    session: Session, registry: IndexRegistry, layer: str
+    session: Session, registry: IndexRegistry, target: Layer
 ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     """Layer id, territory ids, geometries and areas (m²): from the held index if there is one.
 
     Without one, read them (0.2 s for 5,000 territories) rather than build the look-up index
     (seconds, or far more for a layer of heavily overlapping territories) only to read them.
     """
-    target = layers.get_by_name(session, name=layer)
-    entry = registry.held(layer)
+    entry = registry.held(target.name)
     if entry is not None and entry.version >= target.updated_at:  # held and not behind an edit
         held = entry.index.territories
         return entry.layer_id, held.ids, held.geoms, held.area_m2
@@ -134,31 +198,27 @@ def overlaps_of(
         areas_km2=near["area_m2"] / 1e6,
         among=[0],  # the territory itself comes first
     )
+    refs = repo.refs(session, layer_id=layer_id, ids=np.unique(found.ids).tolist())
     return collection(
-        session,
-        layer_id=layer_id,
-        found=found,
-        geoms=geoms,
-        min_area_km2=min_area_km2,
-        details=details,
+        session, found=found, geoms=geoms, refs=refs, min_area_km2=min_area_km2, details=details
     )
 
 
 def collection(
     session: Session,
     *,
-    layer_id: int,
     found: Overlaps,
     geoms: np.ndarray,
+    refs: dict[int, dict[str, Any]],
     min_area_km2: float,
     details: bool,
 ) -> dict[str, Any]:
     """The overlaps as a FeatureCollection, with both territories and the contested customers.
 
-    ``geoms`` are the territories ``found`` indexes into (for the exact customer tests).
+    ``geoms`` are the territories ``found`` indexes into (for the exact customer tests);
+    ``refs`` are the territories' id, name, owner and exclusive flag, by id.
     """
     pairs = found.ids.tolist()
-    refs = repo.refs(session, layer_id=layer_id, ids=np.unique(found.ids).tolist())
     contested = _contested(session, found, geoms, details=details)
     geometries = _geojson(found.geoms)
     features = []

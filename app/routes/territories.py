@@ -148,7 +148,7 @@ def _respond(
     "",
     status_code=status.HTTP_201_CREATED,
     response_class=GeoJSONResponse,
-    responses=geojson(FeaturePublic, 201),
+    responses=overlaps.with_dry_run(FeaturePublic, 201),
 )
 def create_territory(
     *,
@@ -196,7 +196,11 @@ def get_territory(layer: str, territory_id: TerritoryId, session: SessionDep) ->
     return _respond(session, target.id, territory_id)
 
 
-@router.put("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
+@router.put(
+    "/{territory_id}",
+    response_class=GeoJSONResponse,
+    responses=overlaps.with_dry_run(FeaturePublic),
+)
 def replace_territory(
     *,
     layer: str,
@@ -219,7 +223,11 @@ def replace_territory(
     )
 
 
-@router.patch("/{territory_id}", response_class=GeoJSONResponse, responses=geojson(FeaturePublic))
+@router.patch(
+    "/{territory_id}",
+    response_class=GeoJSONResponse,
+    responses=overlaps.with_dry_run(FeaturePublic),
+)
 def patch_territory(
     *,
     layer: str,

@@ -187,6 +187,48 @@ def test_severity_and_territory_fields(west: dict[str, int], client: TestClient)
     assert sides["drawn"]["exclusive"] is True and sides["drawn"]["owner"] == "Acme"
 
 
+def test_pages_follow_the_next_links(west: dict[str, int], client: TestClient) -> None:
+    whole = client.get(f"/layers/{LAYER}/overlaps?details=true").json()
+    assert [link["rel"] for link in whole["links"]] == ["self"]  # 4 pairs, one page of 1000
+    url: str | None = f"/layers/{LAYER}/overlaps?details=true&limit=3"
+    pages = []
+    while url:
+        page = client.get(url).json()
+        assert page["numberMatched"] == 4 and page["numberReturned"] == len(page["features"])
+        pages.append(page)
+        url = next((x["href"] for x in page["links"] if x["rel"] == "next"), None)
+    assert [p["numberReturned"] for p in pages] == [3, 1]
+    assert [f for p in pages for f in p["features"]] == whole["features"]  # same order, whole
+    assert pages[1]["links"][-1]["rel"] == "prev"
+    past = client.get(f"/layers/{LAYER}/overlaps?offset=10").json()
+    assert past["features"] == [] and past["numberMatched"] == 4
+    assert client.get(f"/layers/{LAYER}/overlaps?limit=0").status_code == 422
+    assert client.get(f"/layers/{LAYER}/overlaps?limit=10001").status_code == 422
+
+
+def test_severity_filter(west: dict[str, int], client: TestClient) -> None:
+    conflicts = client.get(f"/layers/{LAYER}/overlaps?severity=conflict").json()
+    shared = client.get(f"/layers/{LAYER}/overlaps?severity=shared&limit=1").json()
+    drawn = west["drawn"]
+    assert conflicts["numberMatched"] == 2  # the exclusive drawn polygon with NV and Sierra
+    assert all(drawn in (f["properties"]["a"]["id"], f["properties"]["b"]["id"])
+               for f in conflicts["features"])  # fmt: skip
+    assert shared["numberMatched"] == 2 and shared["numberReturned"] == 1
+    assert shared["features"][0]["properties"]["severity"] == "shared"
+    bad = client.get(f"/layers/{LAYER}/overlaps?severity=minor")
+    assert bad.status_code == 422 and "severity" in bad.text
+
+
+def test_an_edit_is_seen_at_once(west: dict[str, int], client: TestClient) -> None:
+    """The pairs are kept per layer version: the next request after an edit finds them anew."""
+    assert client.get(f"/layers/{LAYER}/overlaps").json()["numberMatched"] == 4
+    assert client.patch(f"{BASE}/{west['drawn']}", json={"exclusive": False}).status_code == 200
+    body = client.get(f"/layers/{LAYER}/overlaps?severity=conflict").json()
+    assert body["numberMatched"] == 0
+    assert client.delete(f"{BASE}/{west['Sierra']}").status_code == 204
+    assert client.get(f"/layers/{LAYER}/overlaps").json()["numberMatched"] == 1
+
+
 def test_contested_customers_equal_sql(
     west: dict[str, int], client: TestClient, session: Session
 ) -> None:
@@ -320,6 +362,23 @@ def test_documented_in_openapi(client: TestClient) -> None:
     for operation in (spec["paths"]["/layers/{layer}/territories"]["post"], territories["put"]):
         assert "dry_run" in {p["name"] for p in operation["parameters"]}
     assert "dry_run" in {p["name"] for p in territories["patch"]["parameters"]}
+    # A dry run answers the overlaps (200), a real write the territory: both are documented.
+    created = spec["paths"]["/layers/{layer}/territories"]["post"]["responses"]
+    assert _schema_refs(created["201"]) == {"FeaturePublic"}
+    assert _schema_refs(created["200"]) == {"OverlapCollectionPublic"}
+    for operation in (territories["put"], territories["patch"]):
+        assert _schema_refs(operation["responses"]["200"]) == {
+            "FeaturePublic",
+            "OverlapCollectionPublic",
+        }
+    layer_params = spec["paths"]["/layers/{layer}/overlaps"]["get"]["parameters"]
+    assert {"limit", "offset", "severity"} <= {p["name"] for p in layer_params}
+
+
+def _schema_refs(response: dict[str, Any]) -> set[str]:
+    schema = response["content"]["application/geo+json"]["schema"]
+    refs = [s["$ref"] for s in schema.get("anyOf", [schema])]
+    return {ref.rsplit("/", 1)[1] for ref in refs}
 
 
 def test_same_answer_with_or_without_a_held_index(west: dict[str, int], client: TestClient) -> None:
