@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import h3
 import numpy as np
 import pytest
 import shapely
-from shapely.geometry import MultiPolygon, box
+from shapely.geometry import MultiPolygon, Polygon, box, shape
 
+from spatial import whitespace
 from spatial.errors import GeometryTypeError, SpatialError
 from spatial.measure import geodesic_area_km2
 from spatial.whitespace import (
@@ -21,6 +24,7 @@ from spatial.whitespace import (
     updated_union,
     white_space,
 )
+from tests import canonical
 
 MARKET = box(0, 0, 4, 2)  # two 2x2 degree squares side by side
 
@@ -164,3 +168,68 @@ def test_updated_union_equals_the_union_made_anew() -> None:
     assert updated.symmetric_difference(fresh).area == pytest.approx(0, abs=1e-9)
     same = updated_union(fresh, gone=[], added=[], current=now)
     assert same is fresh
+
+
+def _grid(n: int, x0: float = 0.0) -> list[Polygon]:
+    """An n x n grid of unit squares from (x0, 0): a valid coverage, edges noded."""
+    return [box(x0 + i, j, x0 + i + 1, j + 1) for i in range(n) for j in range(n)]
+
+
+def _same_union(territories: list[Any], *, threads: int = 2) -> None:
+    union = covered_union(territories, threads=threads)
+    expected = shapely.union_all(territories)
+    assert union.is_valid
+    assert shapely.symmetric_difference(union, expected).area == pytest.approx(0, abs=1e-9)
+
+
+def test_coverage_union_equals_the_overlay_union_on_canonical_shapes() -> None:
+    hole = shape(canonical.WITH_HOLE)
+    filler = box(11, 11, 13, 13)  # fills the hole exactly: a coverage with it
+    multi = shape(canonical.MULTI)
+    beside = box(21, 0, 22, 1)  # between the two squares of MULTI, sharing both edges
+    east, west = shape(canonical.ANTIMERIDIAN).geoms
+    next_to_180 = box(178, 51, 179, 52)  # touches the eastern part across lon 179
+    coverage = [*_grid(5), hole, filler, multi, beside, east, west, next_to_180]
+    assert len(coverage) >= whitespace.COVERAGE_MIN
+    _same_union(coverage)
+    _same_union(coverage, threads=1)
+    market = box(-180, -10, 180, 60)
+    parts = uncovered_parts(market, covered_union(coverage))
+    expected = market.difference(shapely.union_all(coverage))
+    assert geodesic_area_km2(parts).sum() == pytest.approx(_km2(expected), rel=1e-9)
+
+
+def test_territories_not_noded_or_overlapping_go_through_the_overlay() -> None:
+    coverage = _grid(6)
+    t_junction = box(6, 0, 7, 2)  # its west edge meets two squares' corners mid-edge
+    overlapping = box(2.5, 2.5, 3.5, 3.5)
+    nested = box(0.2, 0.2, 0.4, 0.4)  # inside a square, touching nothing
+    duplicate = box(4, 4, 5, 5)
+    _same_union([*coverage, t_junction, overlapping, nested, duplicate])
+    bad = whitespace._not_coverage(
+        np.array([*coverage, t_junction, overlapping], dtype=object), threads=1
+    )
+    assert bad[-2:].all()  # both flagged, with the squares they meet
+    assert not bad[:6].any()  # the column x 0..1 meets neither
+
+
+def test_coverage_check_in_slices_agrees_with_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(whitespace, "THREAD_MIN", 10)
+    rng = np.random.default_rng(5)
+    squares = np.array(_grid(12), dtype=object)
+    # Some squares nudged (edges no longer noded to their neighbours), across the slices.
+    nudged = rng.choice(squares.size, 12, replace=False)
+    squares[nudged] = shapely.transform(squares[nudged], lambda xy: xy + np.array([0.1, 0.0]))
+    one = whitespace._not_coverage(squares, threads=1)
+    sliced = whitespace._not_coverage(squares, threads=4)
+    assert one.any() and (one == sliced).all()
+    _same_union(list(squares), threads=4)
+
+
+def test_overlapping_layer_is_united_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(whitespace, "THREAD_MIN", 10)
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 20, 80), rng.uniform(0, 10, 80)
+    discs = shapely.buffer(shapely.points(x, y), rng.uniform(0.5, 2.0, 80))
+    assert whitespace._overlapping(np.asarray(discs, dtype=object))
+    _same_union(list(discs), threads=3)
