@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -12,9 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.bench_overlaps import random_territories
+from spatial import overlap
 from spatial.errors import SpatialError
 from spatial.measure import geodesic_area_km2
-from spatial.overlap import contested_points, find_overlaps, polygonal_part
+from spatial.overlap import candidate_pairs, contested_points, find_overlaps, polygonal_part
 from tests import canonical
 
 
@@ -133,11 +135,68 @@ def test_an_overlay_failure_falls_back_pair_by_pair(monkeypatch: pytest.MonkeyPa
     np.testing.assert_allclose(found.area_km2, expected.area_km2, rtol=1e-9)
 
 
+def test_threads_find_exactly_what_one_thread_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    geoms = random_territories(400, seed=11)
+    ids = np.arange(400)[::-1] * 3  # ids in another order than positions
+    alone = find_overlaps(ids, geoms, threads=1)
+    workers = set()
+    real = overlap._overlay
+
+    def spy(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        workers.add(threading.get_ident())
+        return real(a, b)
+
+    monkeypatch.setattr(overlap, "_overlay", spy)
+    monkeypatch.setattr(overlap, "_SLICE", 8)  # many small slices, so both threads get some
+    shared = find_overlaps(ids, geoms, threads=2)
+    assert len(workers) == 2  # the overlays did run in two threads
+    assert len(alone) > 100
+    assert shared.ids.tolist() == alone.ids.tolist()
+    np.testing.assert_array_equal(shared.first, alone.first)
+    np.testing.assert_array_equal(shared.area_km2, alone.area_km2)
+    np.testing.assert_array_equal(shared.percent, alone.percent)
+    assert shapely.equals_exact(shared.geoms, alone.geoms, tolerance=0).all()
+
+
+def test_candidate_pairs_are_every_intersecting_pair() -> None:
+    geoms = random_territories(300, seed=13)
+    i, j = np.triu_indices(geoms.size, k=1)
+    meet = shapely.intersects(geoms[i], geoms[j])
+    first, second = candidate_pairs(geoms)
+    assert list(zip(first.tolist(), second.tolist(), strict=True)) == list(
+        zip(i[meet].tolist(), j[meet].tolist(), strict=True)
+    )
+    # Only pairs with a picked territory, each once even when both are picked.
+    busiest = np.argmax(np.bincount(np.r_[i[meet], j[meet]]))
+    picked = [busiest, j[meet & (i == busiest)][0], busiest]  # it, a neighbour, it again
+    first, second = candidate_pairs(geoms, among=picked)
+    mine = meet & (np.isin(i, picked) | np.isin(j, picked))
+    assert sorted(zip(first.tolist(), second.tolist(), strict=True)) == list(
+        zip(i[mine].tolist(), j[mine].tolist(), strict=True)
+    )
+    assert (first < second).all() and len(first) >= 5
+
+
+def test_a_territory_inside_another_overlaps_by_itself_whole() -> None:
+    outer = _box(0, 0, 2, 2)
+    inner = _box(0, 0.5, 1, 1.5)  # touches the outer's west edge: same min x
+    same = _box(0, 0, 2, 2)  # identical to the outer: each covers the other
+    found = find_overlaps([1, 2, 3], [outer, inner, same])
+    assert found.ids.tolist() == [[1, 2], [1, 3], [2, 3]]
+    assert found.geoms[0] is inner and found.geoms[2] is inner
+    assert found.geoms[1].equals(outer)
+    assert found.percent[0].tolist() == pytest.approx(
+        [100 * found.area_km2[0] / found.area_km2[1], 100]
+    )
+
+
 def test_bad_tolerance() -> None:
     with pytest.raises(SpatialError):
         find_overlaps([1], [_box(0, 0, 1, 1)], min_area_km2=-1)
     with pytest.raises(SpatialError):
         find_overlaps([1], [_box(0, 0, 1, 1)], min_area_km2=float("nan"))
+    with pytest.raises(SpatialError):
+        find_overlaps([1], [_box(0, 0, 1, 1)], threads=-1)
 
 
 @pytest.fixture
