@@ -64,11 +64,41 @@ def customers_version(session: Session) -> tuple[int, int, datetime | None]:
     return int(row.n), int(row.top or 0), row.at
 
 
-def customer_values(session: Session) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lon, lat (degrees) and value of every customer, as float64 arrays."""
+def reference_version(session: Session) -> tuple[int, int]:
+    """A version of the reference boundaries: their count and the sum of their rows' xmin.
+
+    A reload (``territory boundaries load`` upserts every row) gives every row a new
+    transaction id, a removal changes the count: either moves this. Reads no geometry (TOAST).
+    """
+    row = session.execute(
+        text("SELECT count(*) AS n, coalesce(sum(xmin::text::bigint), 0) AS xs FROM boundaries")
+    ).one()
+    return int(row.n), int(row.xs)
+
+
+# Customers a layer kept assigned may leave uncovered: those with no assignment in it (no
+# territory covered them when they were assigned) and the pinned ones (a pin may lie outside
+# every territory). The rest are covered by the territory they are assigned to.
+_CANDIDATES = """
+SELECT ST_X(c.geom), ST_Y(c.geom), c.value::float8 FROM customers c
+WHERE NOT EXISTS (SELECT 1 FROM assignments a
+                  WHERE a.layer_id = {layer_id} AND a.customer_id = c.id AND NOT a.pinned)
+"""
+
+
+def customer_values(
+    session: Session, *, uncovered_in: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lon, lat (degrees) and value of every customer, as float64 arrays.
+
+    ``uncovered_in``: a layer kept assigned (``layers.assigned_at`` set); only the customers
+    that may be uncovered in it are read (no assignment there, or pinned).
+    """
     raw = session.connection().connection.driver_connection
     assert raw is not None
     query = "SELECT ST_X(geom), ST_Y(geom), value::float8 FROM customers"
+    if uncovered_in is not None:
+        query = _CANDIDATES.format(layer_id=int(uncovered_in))  # an int: nothing to quote
     buffer = bytearray()
     # Binary COPY into one record array, as assignments.customer_points does (fast for 1M).
     with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:

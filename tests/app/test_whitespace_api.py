@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import demo
+from app import whitespace as whitespace_service
 from app.repositories import customers
-from app.routes import whitespace as whitespace_route
 from app.schemas import WhiteSpaceSummaryPublic
 from tests import canonical
 
@@ -251,7 +251,7 @@ def test_repeat_is_kept_until_the_layer_or_customers_change(
     )
     # The same customer moved out of the market: seen at the next full check of the
     # customers (made at once here, instead of within CUSTOMERS_RECHECK_S).
-    monkeypatch.setattr(whitespace_route, "CUSTOMERS_RECHECK_S", 0.0)
+    monkeypatch.setattr(whitespace_service, "CUSTOMERS_RECHECK_S", 0.0)
     west.post("/customers", json=[{"external_id": "sea-1", "lon": -140.0, "lat": 30.0}])
     back = west.get("/layers/west/whitespace", params=params)
     assert back.headers["x-cache"] == "miss"
@@ -311,3 +311,70 @@ def test_every_summary_member_is_documented(west: TestClient) -> None:
     summary = west.get("/layers/west/whitespace", params={"states": "NV"}).json()["summary"]
     assert set(summary) <= set(WhiteSpaceSummaryPublic.model_fields)
     assert summary["union"] in {"kept", "updated", "built", "local"}
+
+
+def test_layer_kept_assigned_reads_only_the_customers_it_may_leave_uncovered(
+    west: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert west.post("/layers/west/assign").status_code == 200
+    layer_id = session.scalar(text("SELECT id FROM layers WHERE name = 'west'"))
+    west_id = session.scalar(
+        text("SELECT id FROM territories WHERE layer_id = :l AND name = 'West'"), {"l": layer_id}
+    )
+    # A customer in Oregon (no territory covers it) pinned to West: still white space.
+    oregon = session.scalar(
+        text("SELECT id FROM customers WHERE ST_Y(geom) > 43 AND ST_X(geom) < -118 LIMIT 1")
+    )
+    r = west.put(f"/layers/west/pins/{oregon}", json={"territory_id": west_id})
+    assert r.is_success, r.text
+    read: list[int | None] = []
+    real = whitespace_service.repo.customer_values
+
+    def spy(session: Session, *, uncovered_in: int | None = None) -> Any:
+        found = real(session, uncovered_in=uncovered_in)
+        read.append(found[0].size if uncovered_in is not None else None)
+        return found
+
+    monkeypatch.setattr(whitespace_service.repo, "customer_values", spy)
+    params = {"states": "CA,NV,OR", "top": 10_000}
+    doc = west.get("/layers/west/whitespace", params=params).json()
+    count, value = _sql_customers(session, "west", fips=["CA", "NV", "OR"])
+    assert doc["summary"]["customers"]["count"] == count
+    assert doc["summary"]["customers"]["value"] == pytest.approx(value, abs=0.01)
+    total = session.scalar(text("SELECT count(*) FROM customers"))
+    assert read and read[0] is not None and read[0] < total  # candidates only, not everyone
+    # A customer added afterwards is assigned as it is written: still right.
+    west.post("/customers", json=[{"external_id": "or-1", "lon": -121.0, "lat": 44.0}])
+    after = west.get("/layers/west/whitespace", params=params).json()
+    assert after["summary"]["customers"]["count"] == count + 1
+    assert sum(f["properties"]["customers"] for f in after["counties"]["features"]) == count + 1
+
+
+def test_a_reload_of_the_boundaries_is_seen_without_a_restart(
+    west: TestClient, session: Session
+) -> None:
+    params = {"states": "NV"}
+    before = west.get("/layers/west/whitespace", params=params).json()["summary"]
+    original = session.scalar(text("SELECT ST_AsBinary(geom) FROM boundaries WHERE fips = '32'"))
+    try:
+        # Nevada reloaded smaller (a box in its south): the market follows at the next ask.
+        session.execute(
+            text(
+                "UPDATE boundaries SET geom = ST_Multi(ST_MakeEnvelope(-117, 36, -115, 37, 4326))"
+                " WHERE fips = '32'"
+            )
+        )
+        session.commit()
+        after = west.get("/layers/west/whitespace", params=params).json()["summary"]
+        assert after["market"]["area_km2"] < before["market"]["area_km2"] / 10
+        assert after["uncovered_km2"] == pytest.approx(
+            _sql_area(session, "west", fips=["NV"]), rel=0.005
+        )
+    finally:
+        session.execute(
+            text("UPDATE boundaries SET geom = ST_GeomFromWKB(:w, 4326) WHERE fips = '32'"),
+            {"w": bytes(original)},
+        )
+        session.commit()
+    again = west.get("/layers/west/whitespace", params=params).json()["summary"]
+    assert again["market"]["area_km2"] == pytest.approx(before["market"]["area_km2"])
