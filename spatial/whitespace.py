@@ -51,6 +51,7 @@ PROBE = 256
 OVERLAP_SHARE = 0.25
 COVERAGE_MIN = 16  # fewer territories: the overlay union is as quick as the check
 THREAD_MIN = 200  # fewer territories per thread: one thread is as quick
+VERTICES_PER_THREAD = 2_000  # market vertices per thread below which one thread relates all
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -146,12 +147,11 @@ def _coverage_union(geoms: GeomArray) -> BaseGeometry:
         return shapely.disjoint_subset_union_all(geoms)
 
 
+S = TypeVar("S")
 T = TypeVar("T")
 
 
-def _in_threads(
-    run: Callable[[npt.NDArray[np.intp]], T], slices: list[npt.NDArray[np.intp]]
-) -> list[T]:
+def _in_threads(run: Callable[[S], T], slices: list[S]) -> list[T]:
     """``run`` over each slice, one thread each (shapely releases the GIL inside GEOS)."""
     if len(slices) <= 1:
         return [run(s) for s in slices]
@@ -182,7 +182,9 @@ def updated_union(
     return shapely.union_all(pieces)
 
 
-def uncovered_parts(market: BaseGeometry, covered: BaseGeometry) -> GeomArray:
+def uncovered_parts(
+    market: BaseGeometry, covered: BaseGeometry, *, threads: int | None = None
+) -> GeomArray:
     """The polygons of ``market`` that ``covered`` leaves out (slivers under 1 m² dropped)."""
     if market.geom_type not in ("Polygon", "MultiPolygon"):
         raise GeometryTypeError(f"a market must be polygonal, not {market.geom_type}")
@@ -191,12 +193,16 @@ def uncovered_parts(market: BaseGeometry, covered: BaseGeometry) -> GeomArray:
         rest = parts
     else:
         shapely.prepare(covered)
-        # Relates first (prepared): parts covered whole are dropped and parts not met are
-        # kept whole, both without an overlay against the whole union.
         met = shapely.intersects(covered, parts)
-        whole = parts[~met]
-        crossed = parts[met & ~shapely.covers(covered, parts)]
-        rest = np.concatenate([whole, _polygons(shapely.difference(crossed, covered))])
+        slices = _balanced(shapely.get_num_coordinates(parts[met]), threads or os.cpu_count() or 1)
+        # A prepared geometry builds its indexes on first use, which is not thread-safe: each
+        # slice but the first relates to a copy of its own (~1 ms for the counties' union).
+        copies = [covered, *(_copy(covered) for _ in slices[1:])]
+        meeting = parts[met]
+        found = _in_threads(
+            lambda k: _left_out(meeting[slices[k]], copies[k]), list(range(len(slices)))
+        )
+        rest = np.concatenate([parts[~met], *found])
     if not rest.size:
         return rest
     # Only parts small in square degrees can be slivers (1e-6 deg² is ~12,000 m² or less):
@@ -206,6 +212,34 @@ def uncovered_parts(market: BaseGeometry, covered: BaseGeometry) -> GeomArray:
     rest = np.delete(rest, sliver)
     # RFC 7946: exteriors counter-clockwise, holes clockwise.
     return np.asarray(shapely.orient_polygons(rest, exterior_cw=False), dtype=object)
+
+
+def _left_out(parts: GeomArray, covered: BaseGeometry) -> GeomArray:
+    """What ``covered`` leaves of the parts (which meet it); thread-safe for its own copy."""
+    # Relates first (prepared): parts covered whole are dropped without an overlay against
+    # the whole union; only the others are overlaid.
+    shapely.prepare(covered)
+    crossed = parts[~shapely.covers(covered, parts)]
+    return _polygons(shapely.difference(crossed, covered))
+
+
+def _copy(geom: BaseGeometry) -> BaseGeometry:
+    """An unprepared copy of a geometry (a WKB round trip is exact)."""
+    return shapely.from_wkb(shapely.to_wkb(geom))
+
+
+def _balanced(sizes: IntArray, threads: int) -> list[npt.NDArray[np.intp]]:
+    """Positions in up to ``threads`` slices of about equal total size (largest first)."""
+    k = max(1, min(threads, int(sizes.sum()) // VERTICES_PER_THREAD, sizes.size))
+    order = np.argsort(-sizes, kind="stable")
+    # Largest first, each to the slice with least so far: a greedy balance, good enough
+    # when one part (the mainland) dominates.
+    load = np.zeros(k)
+    slot = np.empty(sizes.size, dtype=np.intp)
+    for i in order.tolist():
+        slot[i] = int(np.argmin(load))
+        load[slot[i]] += sizes[i]
+    return [np.flatnonzero(slot == j) for j in range(k)]
 
 
 def uncovered_customers(

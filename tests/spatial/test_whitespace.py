@@ -233,3 +233,20 @@ def test_overlapping_layer_is_united_in_slices(monkeypatch: pytest.MonkeyPatch) 
     discs = shapely.buffer(shapely.points(x, y), rng.uniform(0.5, 2.0, 80))
     assert whitespace._overlapping(np.asarray(discs, dtype=object))
     _same_union(list(discs), threads=3)
+
+
+def test_parts_related_in_threads_are_the_parts_related_in_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(whitespace, "VERTICES_PER_THREAD", 10)
+    market = shapely.union_all(
+        [shape(canonical.WITH_HOLE), shape(canonical.MULTI), shape(canonical.ANTIMERIDIAN),
+         box(0, 0, 4, 2)]
+    )  # fmt: skip
+    covered = covered_union([box(1, 0, 3, 1), box(10, 10, 12, 14), box(20.5, 0, 22.5, 1)])
+    one = uncovered_parts(market, covered, threads=1)
+    many = uncovered_parts(market, covered, threads=3)
+    expected = market.difference(covered)
+    for parts in (one, many):
+        assert shapely.union_all(parts).symmetric_difference(expected).area == pytest.approx(0)
+    assert len(one) == len(many)
