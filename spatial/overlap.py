@@ -18,10 +18,10 @@ How, and why:
   intersection of polygons is a GeometryCollection when they overlap in one place and touch in
   another). GEOS's overlay clips both inputs to their common envelope itself (clipping them
   first with ``clip_by_rect`` gained nothing; snap-rounding with ``grid_size`` is 2.5x slower).
-* The overlays and the overlaps' areas run in a thread pool, slices of pairs each: shapely
-  releases the GIL inside GEOS and NumPy inside its loops (2 cores: 1.6x). The predicates stay
-  in the calling thread: they use prepared geometries, which GEOS does not make thread-safe
-  (two threads testing one prepared geometry crash the process).
+* Everything per pair runs in a thread pool: shapely releases the GIL inside GEOS, NumPy
+  inside its loops (2 cores: 1.6x). The overlays and their areas go by slices of pairs. The
+  prepared tests go by prepared geometry, each to one thread only: GEOS prepared geometries
+  are not thread-safe (two threads testing one at once crash the process).
 * Areas are geodesic (WGS 84) in km², as PostGIS ``ST_Area(geom::geography)`` gives them; see
   ``spatial.measure.geodesic_area_km2`` for how they are computed fast.
 
@@ -34,7 +34,8 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,13 @@ _SAMPLE = 256  # candidate pairs sampled to decide whether a relate test pays
 _TOUCHING_WORTH_TESTING = 0.3  # share of touching-only pairs above which it does
 _SLICE = 256  # fewest pairs per thread's slice: ~10 ms of overlays, far above a hand-over
 T = TypeVar("T")
+
+
+class _Pool(NamedTuple):
+    """Threads to share work out to, and how many."""
+
+    executor: Executor
+    threads: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,11 +104,12 @@ def find_overlaps(
     workers = threads or os.cpu_count() or 1
     if workers < 1:
         raise SpatialError("threads must be >= 1", field="threads")
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers) as executor:
+        pool = _Pool(executor, workers)
         # The territories' own areas (for the percentages) meanwhile, in the pool.
-        own_km2 = pool.submit(geodesic_area_km2, geom_arr) if areas_km2 is None else None
-        first, second = candidate_pairs(geom_arr, among=among)
-        overlap, area = _overlaps(geom_arr, first, second, pool, workers)
+        own_km2 = executor.submit(geodesic_area_km2, geom_arr) if areas_km2 is None else None
+        first, second = _candidates(geom_arr, among, pool)
+        overlap, area = _overlaps(geom_arr, first, second, pool)
         own = (
             own_km2.result()
             if own_km2 is not None
@@ -124,9 +133,18 @@ def find_overlaps(
 
 
 def candidate_pairs(
-    geoms: GeomArray, *, among: npt.ArrayLike | None = None
+    geoms: GeomArray, *, among: npt.ArrayLike | None = None, threads: int = 1
 ) -> tuple[IntArray, IntArray]:
     """Positions (i, j), i < j, of the territories that intersect (borders included)."""
+    with ThreadPoolExecutor(threads) as executor:
+        geom_arr = np.asarray(geoms, dtype=object).ravel()
+        return _candidates(geom_arr, among, _Pool(executor, threads))
+
+
+def _candidates(
+    geoms: GeomArray, among: npt.ArrayLike | None, pool: _Pool
+) -> tuple[IntArray, IntArray]:
+    """``candidate_pairs``, its exact tests in the pool."""
     tree = shapely.STRtree(geoms)
     # Boxes first (a tree query with a predicate tests every pair twice, once from each side),
     # then one exact test per pair, prepared on the territory with more vertices.
@@ -141,41 +159,64 @@ def candidate_pairs(
     first, second = key // geoms.size, key % geoms.size
     big = shapely.get_num_coordinates(geoms[first]) >= shapely.get_num_coordinates(geoms[second])
     hub, spoke = np.where(big, first, second), np.where(big, second, first)
-    shapely.prepare(geoms[np.unique(hub)])
-    meet = shapely.intersects(geoms[hub], geoms[spoke])
+    meet = _prepared(shapely.intersects, geoms, hub, spoke, pool)
     return first[meet].astype(np.int64), second[meet].astype(np.int64)
 
 
 def _overlaps(
-    geoms: GeomArray, first: IntArray, second: IntArray, pool: Executor, threads: int
+    geoms: GeomArray, first: IntArray, second: IntArray, pool: _Pool
 ) -> tuple[GeomArray, FloatArray]:
     """Each pair's overlap (polygonal part of the intersection, maybe empty) and its km²."""
     a, b = geoms[first], geoms[second]
-    shapely.prepare(a)
-    shapely.prepare(b)
     # One inside the other: the overlap is the inner one whole, no overlay needed. Only a
     # territory whose box holds the other's can cover it: the box test spares most covers.
     box = shapely.bounds(geoms)
-    a_box, b_box = box[first], box[second]
-    a_covers = _holds(a_box, b_box)
-    a_covers[a_covers] = shapely.covers(a[a_covers], b[a_covers])
-    b_covers = ~a_covers & _holds(b_box, a_box)
-    b_covers[b_covers] = shapely.covers(b[b_covers], a[b_covers])
+    outer, inner = np.r_[first, second], np.r_[second, first]  # both ways round at once
+    holds = _holds(box[outer], box[inner])
+    covers = np.zeros(outer.size, dtype=bool)
+    covers[holds] = _prepared(shapely.covers, geoms, outer[holds], inner[holds], pool)
+    a_covers, b_covers = covers[: first.size], covers[first.size :] & ~covers[: first.size]
     out = np.empty(first.size, dtype=object)
     out[a_covers] = b[a_covers]
     out[b_covers] = a[b_covers]
     area = np.zeros(first.size)
-    inner = np.flatnonzero(a_covers | b_covers)
-    area[inner] = geodesic_area_km2(out[inner])
+    whole = np.flatnonzero(a_covers | b_covers)
+    area[whole] = geodesic_area_km2(out[whole])
     rest = np.flatnonzero(~(a_covers | b_covers))
-    rest = rest[_interiors_meet(a[rest], b[rest])]
-    # Predicates stay in this thread (they use the prepared geometries, which GEOS does not
-    # make thread-safe); the overlays (GIL released) and their areas go to the pool.
+    rest = rest[_interiors_meet(geoms, first[rest], second[rest], pool)]
+    # The overlays (GEOS releases the GIL) and their areas (NumPy) in the pool, by slices.
     for at, (overlap, km2) in zip(
-        *_in_slices(lambda k: _overlay(a[k], b[k]), rest, pool, threads), strict=True
+        *_in_slices(lambda k: _overlay(a[k], b[k]), rest, pool), strict=True
     ):
         out[at], area[at] = overlap, km2
     return out, area
+
+
+def _prepared(
+    test: Callable[[GeomArray, GeomArray], npt.NDArray[np.bool_]],
+    geoms: GeomArray,
+    x: IntArray,
+    y: IntArray,
+    pool: _Pool,
+) -> npt.NDArray[np.bool_]:
+    """``test(geoms[x], geoms[y])``, ``geoms[x]`` prepared, in the pool's threads.
+
+    GEOS prepared geometries are not thread-safe (two threads testing one at once crash the
+    process): the pairs are shared out by the prepared geometry, each to one thread only.
+    """
+    shapely.prepare(geoms[np.unique(x)])
+    # By object, not position: a geometry given at two positions is one prepared geometry.
+    _, owner = np.unique(np.fromiter(map(id, geoms), np.int64, geoms.size), return_inverse=True)
+    share = owner[x] % pool.threads
+
+    def run(k: int) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        at = np.flatnonzero(share == k)
+        return at, np.asarray(test(geoms[x[at]], geoms[y[at]]), dtype=bool)
+
+    out = np.zeros(x.size, dtype=bool)
+    for at, hit in pool.executor.map(run, range(pool.threads)):
+        out[at] = hit
+    return out
 
 
 def _holds(outer: FloatArray, inner: FloatArray) -> npt.NDArray[np.bool_]:
@@ -186,13 +227,13 @@ def _holds(outer: FloatArray, inner: FloatArray) -> npt.NDArray[np.bool_]:
 
 
 def _in_slices(
-    run: Callable[[IntArray], T], positions: IntArray, pool: Executor, threads: int
+    run: Callable[[IntArray], T], positions: IntArray, pool: _Pool
 ) -> tuple[list[IntArray], list[T]]:
     """``run`` over slices of ``positions`` in the pool; the slices and their answers."""
     # A few slices per thread, so that one slow slice does not leave a core idle at the end.
-    step = max(_SLICE, -(-positions.size // (4 * threads)))
+    step = max(_SLICE, -(-positions.size // (4 * pool.threads)))
     slices = [positions[k : k + step] for k in range(0, positions.size, step)]
-    return slices, list(pool.map(run, slices))
+    return slices, list(pool.executor.map(run, slices))
 
 
 def _overlay(a: GeomArray, b: GeomArray) -> tuple[GeomArray, FloatArray]:
@@ -217,20 +258,23 @@ def _intersection(a: GeomArray, b: GeomArray) -> GeomArray:
         return out
 
 
-def _interiors_meet(a: GeomArray, b: GeomArray) -> npt.NDArray[np.bool_]:
+def _interiors_meet(
+    geoms: GeomArray, first: IntArray, second: IntArray, pool: _Pool
+) -> npt.NDArray[np.bool_]:
     """Which pairs' interiors meet; all True when testing would cost more than it saves.
 
     In a coverage (counties, layers composed from them) most candidate pairs only touch, and
     a relate test (~20 µs a pair) is far cheaper than their intersection (~60 µs). Among drawn
     territories most candidates do overlap and the test is wasted: a sample decides.
     """
-    sample = np.unique(np.linspace(0, a.size - 1, min(a.size, _SAMPLE)).astype(np.int64))
+    sample = np.unique(np.linspace(0, first.size - 1, min(first.size, _SAMPLE)).astype(np.int64))
     if not sample.size:
-        return np.ones(a.size, dtype=bool)
-    touching = ~shapely.relate_pattern(a[sample], b[sample], "T********")
+        return np.ones(first.size, dtype=bool)
+    interiors = partial(shapely.relate_pattern, pattern="T********")
+    touching = ~_prepared(interiors, geoms, first[sample], second[sample], pool)
     if touching.mean() < _TOUCHING_WORTH_TESTING:
-        return np.ones(a.size, dtype=bool)
-    return np.asarray(shapely.relate_pattern(a, b, "T********"), dtype=bool)
+        return np.ones(first.size, dtype=bool)
+    return _prepared(interiors, geoms, first, second, pool)
 
 
 def polygonal_part(geoms: GeomArray) -> GeomArray:

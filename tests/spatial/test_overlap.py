@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_an_overlay_failure_falls_back_pair_by_pair(monkeypatch: pytest.MonkeyPa
     geoms = [_box(0, 0, 1, 1), _box(0.5, 0, 1.5, 1), _box(0.8, 0.5, 2, 2)]
     expected = find_overlaps([1, 2, 3], geoms)
     real = shapely.intersection
-    snapped = []
+    snapped: list[object] = []
 
     def flaky(a: object, b: object, **kwargs: object) -> object:
         # The vectorised call fails, then the first pair alone until it is snap-rounded.
@@ -158,14 +159,53 @@ def test_threads_find_exactly_what_one_thread_finds(monkeypatch: pytest.MonkeyPa
     assert shapely.equals_exact(shared.geoms, alone.geoms, tolerance=0).all()
 
 
+def test_no_prepared_geometry_is_tested_in_two_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GEOS prepared geometries are not thread-safe: two threads testing one at once crash the
+    # process. Within each batch of tests (they run one batch after the other), no prepared
+    # geometry may go to two threads.
+    geoms = random_territories(301, seed=17)
+    geoms = np.r_[geoms, geoms[:100]]  # the same objects at two positions (301 apart) each
+    expected = find_overlaps(np.arange(geoms.size), geoms, threads=1)
+    batches: list[dict[int, set[int]]] = []
+    real_batch = overlap._prepared
+
+    def batch(*args: Any, **kwargs: Any) -> Any:
+        batches.append({})
+        return real_batch(*args, **kwargs)
+
+    def spy(name: str) -> object:
+        real = getattr(shapely, name)
+
+        def test(a: np.ndarray, b: np.ndarray, **kwargs: object) -> np.ndarray:
+            batches[-1].setdefault(threading.get_ident(), set()).update(map(id, a))
+            return real(a, b, **kwargs)
+
+        return test
+
+    monkeypatch.setattr(overlap, "_prepared", batch)
+    for name in ("intersects", "covers", "relate_pattern"):
+        monkeypatch.setattr(shapely, name, spy(name))
+    monkeypatch.setattr(overlap, "_TOUCHING_WORTH_TESTING", 0)  # relate every pair too
+    found = find_overlaps(np.arange(geoms.size), geoms, threads=2)
+    assert len(batches) == 4  # intersects, covers, relate on a sample, relate on every pair
+    assert all(threading.get_ident() not in tested for tested in batches)  # in the pool
+    assert max(len(tested) for tested in batches) == 2  # two threads did test at once
+    for tested in batches:
+        if len(tested) == 2:
+            assert not set.intersection(*tested.values())
+    assert found.ids.tolist() == expected.ids.tolist()
+    np.testing.assert_array_equal(found.area_km2, expected.area_km2)
+
+
 def test_candidate_pairs_are_every_intersecting_pair() -> None:
     geoms = random_territories(300, seed=13)
     i, j = np.triu_indices(geoms.size, k=1)
     meet = shapely.intersects(geoms[i], geoms[j])
-    first, second = candidate_pairs(geoms)
-    assert list(zip(first.tolist(), second.tolist(), strict=True)) == list(
-        zip(i[meet].tolist(), j[meet].tolist(), strict=True)
-    )
+    for threads in (1, 2):
+        first, second = candidate_pairs(geoms, threads=threads)
+        assert list(zip(first.tolist(), second.tolist(), strict=True)) == list(
+            zip(i[meet].tolist(), j[meet].tolist(), strict=True)
+        )
     # Only pairs with a picked territory, each once even when both are picked.
     busiest = np.argmax(np.bincount(np.r_[i[meet], j[meet]]))
     picked = [busiest, j[meet & (i == busiest)][0], busiest]  # it, a neighbour, it again
