@@ -47,7 +47,7 @@ MAX_H3_RES = 15
 # Coverage or not: interior points of this many territories (evenly spread) are tested against
 # the layer; when more than OVERLAP_SHARE of them lie in two territories or more, the layer
 # overlaps too much for the coverage check (~20 µs a territory) to pay.
-PROBE = 256
+PROBE = 64
 OVERLAP_SHARE = 0.25
 COVERAGE_MIN = 16  # fewer territories: the overlay union is as quick as the check
 THREAD_MIN = 200  # fewer territories per thread: one thread is as quick
