@@ -35,6 +35,7 @@ from app.indexes import LayerIndex, Source
 from app.models import Layer
 from app.repositories import whitespace as repo
 from spatial.index import Territories
+from spatial.measure import geodesic_area_km2
 from spatial.whitespace import WhiteSpace, cell_polygons, covered_union, updated_union, white_space
 
 RESULTS_KEPT = 64  # answers kept (bytes), least recently used dropped first
@@ -67,6 +68,7 @@ class Counties:
     name: list[str]
     state_code: list[str]
     geoms: np.ndarray
+    km2: np.ndarray  # geodesic area of each (a county the white space covers takes it whole)
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,7 +164,7 @@ class WhiteSpaceService:
         owner = entry.index.owners(lon, lat).owner
         result = white_space(
             market.geom, covered, lon=lon, lat=lat, value=value, owner=owner,
-            regions=counties.geoms, h3_res=h3_res,
+            regions=counties.geoms, region_km2=counties.km2, h3_res=h3_res,
         )  # fmt: skip
         document = _document(entry=entry, market=market, result=result, counties=counties, top=top)
         document["summary"]["union"] = union_how
@@ -213,7 +215,9 @@ def _read_counties(session: Session) -> Counties:
     """The reference counties as stored now."""
     found = repo.counties(session)
     geoms = np.asarray(shapely.from_wkb(found["wkb"]), dtype=object).reshape(-1)
-    return Counties(found["fips"], found["name"], found["state_code"], geoms)
+    return Counties(
+        found["fips"], found["name"], found["state_code"], geoms, geodesic_area_km2(geoms)
+    )
 
 
 # --- the document -----------------------------------------------------------------------------

@@ -250,3 +250,15 @@ def test_parts_related_in_threads_are_the_parts_related_in_one(
     for parts in (one, many):
         assert shapely.union_all(parts).symmetric_difference(expected).area == pytest.approx(0)
     assert len(one) == len(many)
+
+
+def test_regions_covered_whole_take_their_own_area() -> None:
+    regions = [box(x, 0, x + 1, 1) for x in range(6)]  # unit squares along the equator
+    parts = uncovered_parts(box(0, 0, 6, 1), covered_union([box(4.5, 0, 6, 1)]))
+    plain = by_region(parts, regions, lon=[0.5], lat=[0.5], value=[3.0])
+    known = by_region(
+        parts, regions, lon=[0.5], lat=[0.5], value=[3.0], region_km2=geodesic_area_km2(regions)
+    )
+    assert known.position.tolist() == plain.position.tolist() == [0, 1, 2, 3, 4]
+    assert known.area_km2 == pytest.approx(plain.area_km2, rel=1e-9)
+    assert known.customers.tolist() == plain.customers.tolist()
