@@ -12,10 +12,16 @@ The uncovered part is ``market - union(territories)``, as PostGIS
   edge form a valid coverage and are merged so, the few others (13 counties are not noded to
   their neighbours) go through the overlay union. A layer of overlapping territories (a
   sample of interior points says so) skips the check and takes
-  ``disjoint_subset_union_all``, which unions each group of touching territories apart.
+  ``disjoint_subset_union_all``, which unions each group of touching territories apart, in
+  west-to-east slices (one thread each), the slices' unions joined last.
 * The difference is taken per market part, after one vectorised ``covers`` test: parts the
   union covers whole (all of them, for the counties against the states) cost a relate, not an
-  overlay, and the overlays left are of one part each against the union.
+  overlay, and the overlays left are of one part each against the union. Parts are related
+  in threads too, each thread on its own copy of the union (prepared indexes are built on
+  first use, which is not thread-safe).
+* Threads: shapely releases the GIL inside GEOS, so on a free core a slice runs beside the
+  other (``threads``: ``os.cpu_count()`` when not given, 1 for this thread only). The
+  coverage functions need shapely >= 2.1 (GEOS >= 3.12), as ``orient_polygons`` already did.
 * Customers are not tested against the uncovered polygons: the layer's index already knows
   who is covered (owner -1: nobody), so only those points are tested against the market.
 
