@@ -192,7 +192,9 @@ class WhiteSpaceService:
             if LOCAL_SHARE * meeting.size < len(territories):
                 return covered_union(territories.geoms[meeting]), "local"
             union, how = covered_union(territories.geoms), "built"
-        shapely.prepare(union)
+        # Kept unprepared: asks on other threads use it at once, and a prepared geometry
+        # builds its indexes on first use, which is not thread-safe (the engine relates to
+        # copies of its own).
         with self._lock:
             self._unions[entry.layer_id] = _Held(entry.version, union, territories, entry.source)
         return union, how

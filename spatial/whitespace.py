@@ -198,12 +198,14 @@ def uncovered_parts(
     if covered.is_empty or not parts.size:
         rest = parts
     else:
-        shapely.prepare(covered)
-        met = shapely.intersects(covered, parts)
+        # A prepared geometry builds its indexes on first use, which is not thread-safe, and
+        # the union given may be in use by other asks: every thread relates to a copy of its
+        # own (a WKB round trip, ~1 ms for the counties' union).
+        own = _copy(covered)
+        shapely.prepare(own)
+        met = shapely.intersects(own, parts)
         slices = _balanced(shapely.get_num_coordinates(parts[met]), threads or os.cpu_count() or 1)
-        # A prepared geometry builds its indexes on first use, which is not thread-safe: each
-        # slice but the first relates to a copy of its own (~1 ms for the counties' union).
-        copies = [covered, *(_copy(covered) for _ in slices[1:])]
+        copies = [own, *(_copy(covered) for _ in slices[1:])]
         meeting = parts[met]
         found = _in_threads(
             lambda k: _left_out(meeting[slices[k]], copies[k]), list(range(len(slices)))
@@ -221,9 +223,9 @@ def uncovered_parts(
 
 
 def _left_out(parts: GeomArray, covered: BaseGeometry) -> GeomArray:
-    """What ``covered`` leaves of the parts (which meet it); thread-safe for its own copy."""
+    """What ``covered`` leaves of the parts (which meet it)."""
     # Relates first (prepared): parts covered whole are dropped without an overlay against
-    # the whole union; only the others are overlaid.
+    # the whole union; only the others are overlaid. ``covered`` is this thread's own copy.
     shapely.prepare(covered)
     crossed = parts[~shapely.covers(covered, parts)]
     return _polygons(shapely.difference(crossed, covered))
@@ -260,9 +262,10 @@ def uncovered_customers(
     candidates = np.flatnonzero(owners == -1)
     if not candidates.size or market.is_empty:
         return candidates
-    shapely.prepare(market)
+    own = _copy(market)  # the caller's market may be in use by other asks: prepared on a copy
+    shapely.prepare(own)
     # intersects_xy: a point on the market's border is in it, as PostGIS ST_Covers says.
-    inside = shapely.intersects_xy(market, x[candidates], y[candidates])
+    inside = shapely.intersects_xy(own, x[candidates], y[candidates])
     return candidates[inside].astype(np.int64)
 
 
@@ -365,8 +368,11 @@ def _area_by_region(
     piece_i, region_i = tree.query(pieces, predicate="intersects")
     wanted = ~skip[region_i]
     piece_i, region_i = piece_i[wanted], region_i[wanted]
-    shapely.prepare(areas)
-    whole = shapely.covers(areas[region_i], pieces[piece_i])
+    # The regions are shared by every ask: the ones met are prepared on copies of this ask's.
+    used, at = np.unique(region_i, return_inverse=True)
+    mine = np.asarray(shapely.from_wkb(shapely.to_wkb(areas[used])), dtype=object)
+    shapely.prepare(mine)
+    whole = shapely.covers(mine[at], pieces[piece_i])
     clipped = pieces[piece_i].copy()
     clipped[~whole] = shapely.intersection(pieces[piece_i[~whole]], areas[region_i[~whole]])
     return np.bincount(region_i, weights=geodesic_area_km2(clipped), minlength=areas.size).astype(
