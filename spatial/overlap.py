@@ -93,7 +93,7 @@ def find_overlaps(
 
     ``areas_km2`` (each territory's area, for the percentages) is computed when not given.
     ``among`` (positions) limits the answer to pairs with at least one of those territories.
-    ``threads`` share the overlays (``os.cpu_count()`` when not given); the answer is the same.
+    ``threads`` share the work out (``os.cpu_count()`` when not given); the answer is the same.
     """
     if not np.isfinite(min_area_km2) or min_area_km2 < 0:
         raise SpatialError("min_area_km2 must be a finite number >= 0", field="min_area_km2")
