@@ -82,7 +82,7 @@ def reference_version(session: Session) -> tuple[int, int]:
 _CANDIDATES = """
 SELECT ST_X(c.geom), ST_Y(c.geom), c.value::float8 FROM customers c
 WHERE NOT EXISTS (SELECT 1 FROM assignments a
-                  WHERE a.layer_id = {layer_id} AND a.customer_id = c.id AND NOT a.pinned)
+                  WHERE a.layer_id = %s AND a.customer_id = c.id AND NOT a.pinned)
 """
 
 
@@ -97,15 +97,17 @@ def customer_values(
     raw = session.connection().connection.driver_connection
     assert raw is not None
     query = "SELECT ST_X(geom), ST_Y(geom), value::float8 FROM customers"
+    params: tuple[int, ...] = ()
     if uncovered_in is not None:
-        query = _CANDIDATES.format(layer_id=int(uncovered_in))  # an int: nothing to quote
+        # COPY takes no server-side parameters: psycopg binds this one on the client, quoted.
+        query, params = _CANDIDATES, (uncovered_in,)
         # The anti-join hashes the layer's assignment ids (40 MB for a million). A partition
         # just swapped in by a bulk run has no statistics yet: planned for a few thousand
         # rows, the hash spilled to disk in 8 batches (1.0 s for a million, 0.5 s in memory).
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     buffer = bytearray()
     # Binary COPY into one record array, as assignments.customer_points does (fast for 1M).
-    with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)") as copy:
+    with raw.cursor() as cur, cur.copy(f"COPY ({query}) TO STDOUT (FORMAT BINARY)", params) as copy:
         for chunk in copy:
             buffer += chunk
     rows = pgcopy.decode(_CUSTOMER_FIELDS, buffer)
