@@ -21,6 +21,7 @@ import numpy.typing as npt
 import shapely
 
 from spatial.errors import SpatialError
+from spatial.geometry import unprepared_copies
 
 MAX_COLORS = 6
 FLAW_SHARE = 0.01  # overlaps under 1 % of the smaller territory are data flaws, not intent
@@ -35,7 +36,10 @@ def neighbours(geoms: npt.ArrayLike) -> tuple[IntArray, IntArray]:
     arr = np.asarray(geoms, dtype=object)
     if not arr.size:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    a, b = shapely.STRtree(arr).query(arr, predicate="intersects")
+    # The query prepares what it is given, or uses it prepared: copies, as the caller's may be
+    # a look-up index's, in use by other threads (see unprepared_copies).
+    mine = unprepared_copies(arr)
+    a, b = shapely.STRtree(mine).query(mine, predicate="intersects")
     keep = a < b
     return a[keep].astype(np.int64), b[keep].astype(np.int64)
 

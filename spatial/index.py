@@ -33,6 +33,7 @@ cells' blocks and leaves, and compacts them when most are garbage. Coordinates a
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -680,8 +681,14 @@ class TerritoryIndex:
         answers: _Answers,
         *,
         rebuilt_roots: int,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.territories = territories
+        # GEOS prepared geometries are not thread-safe (libgeos/geos#825: lazily built indexes
+        # and mutable search state; two threads at once can corrupt the heap and abort the
+        # process). Every exact test holds this lock, uncontended but for concurrent look-ups;
+        # versions made by with_changes share their unchanged polygons, so they share it.
+        self._lock = lock or threading.Lock()
         self._cells = cells
         self._answers = answers
         self._rank = _ranks(territories)  # position -> rank by (priority, area, id): lower wins
@@ -689,17 +696,27 @@ class TerritoryIndex:
 
     @classmethod
     def build(
-        cls, territories: Territories, *, root_deg: float = 1.0, max_depth: int = 6
+        cls,
+        territories: Territories,
+        *,
+        root_deg: float = 1.0,
+        max_depth: int = 6,
+        lock: threading.Lock | None = None,
     ) -> TerritoryIndex:
-        """Index ``territories``: rank them, then split cells until borders are localised."""
-        shapely.prepare(territories.geoms)
+        """Index ``territories``: rank them, then split cells until borders are localised.
+
+        ``lock``: the one guarding their prepared polygons, when another index shares them.
+        """
+        lock = lock or threading.Lock()
         frame = _Frame.around(territories.geoms, root_deg, max_depth)
         roots = np.arange(frame.nx * frame.ny)
         rows = _RowBuilder(_Answers.initial(territories), territories.ids)
-        levels = _grow(territories, frame, roots, rows)
+        with lock:  # the cells' exact tests use the prepared polygons
+            shapely.prepare(territories.geoms)
+            levels = _grow(territories, frame, roots, rows)
         cells = _painted(_Cells.empty(frame), _EMPTY, levels)
         answers = rows.finished(_ranks(territories), territories)
-        return cls(territories, cells, answers, rebuilt_roots=roots.size)
+        return cls(territories, cells, answers, rebuilt_roots=roots.size, lock=lock)
 
     def with_changes(
         self, upserts: Territories | None = None, removed: npt.ArrayLike = ()
@@ -714,23 +731,30 @@ class TerritoryIndex:
         change = _Change.of(self.territories, upserts, np.asarray(removed, dtype=np.int64))
         if not change.bounds.size:
             return self
-        shapely.prepare(upserts.geoms)
         frame = self._cells.frame
         roots = frame.roots_meeting(change.bounds)
         if not frame.holds(shapely.bounds(upserts.geoms)) or 2 * roots.size > frame.nx * frame.ny:
             return TerritoryIndex.build(
-                change.territories, root_deg=frame.root_deg, max_depth=frame.max_depth
+                change.territories,
+                root_deg=frame.root_deg,
+                max_depth=frame.max_depth,
+                lock=self._lock,
             )
         territories = change.territories
         cells = self._cells
         if change.moved is not None:
             cells = replace(cells, candidates=change.moved[cells.candidates])
         rows = _RowBuilder(_carried(self._answers, change, territories.ids), territories.ids)
-        cells = _painted(cells, roots, _grow(territories, frame, roots, rows))
+        with self._lock:  # the unchanged polygons are this index's, in use by look-ups
+            shapely.prepare(upserts.geoms)
+            levels = _grow(territories, frame, roots, rows)
+        cells = _painted(cells, roots, levels)
         if 2 * cells.dead_leaves > cells.leaf_count.size or 2 * cells.dead_blocks > cells.n_blocks:
             cells = _compacted(cells)
         answers = rows.finished(_ranks(territories), territories)
-        return TerritoryIndex(territories, cells, answers, rebuilt_roots=roots.size)
+        return TerritoryIndex(
+            territories, cells, answers, rebuilt_roots=roots.size, lock=self._lock
+        )
 
     def __len__(self) -> int:
         return len(self.territories)
@@ -766,7 +790,9 @@ class TerritoryIndex:
     def _exact_one(self, code: int, x: float, y: float) -> tuple[int, int, int]:
         """(owner position or -1, rule, covering count) of one point in leaf ``code``."""
         cands = self._cells.leaf_candidates(code)
-        hits = [c for c in cands.tolist() if shapely.intersects_xy(self.territories.geoms[c], x, y)]
+        geoms = self.territories.geoms
+        with self._lock:
+            hits = [c for c in cands.tolist() if shapely.intersects_xy(geoms[c], x, y)]
         if not hits:
             return -1, RULE_NONE, 0
         if len(hits) == 1:
@@ -784,7 +810,9 @@ class TerritoryIndex:
         else:
             cands = self._cells.leaf_candidates(code)
             geoms = self.territories.geoms
-            positions = cands[[bool(shapely.intersects_xy(geoms[c], x, y)) for c in cands]]
+            with self._lock:
+                inside = [bool(shapely.intersects_xy(geoms[c], x, y)) for c in cands]
+            positions = cands[inside]
         ordered = positions[np.argsort(self._rank[positions], kind="stable")]
         return self.territories.ids[ordered]
 
@@ -826,7 +854,8 @@ class TerritoryIndex:
         pair_pt = pts[np.repeat(np.arange(pts.size), counts)]
         slot = np.repeat(cells.leaf_start[leaf] - first, counts) + np.arange(pair_pt.size)
         cand = cells.candidates[slot]
-        hit = _covers_pairs(self.territories.geoms, cand, (x, y), pair_pt)
+        with self._lock:
+            hit = _covers_pairs(self.territories.geoms, cand, (x, y), pair_pt)
         owner, rule, covering = _resolve(hit, cand, first, self._rank, self.territories)
         out.owner[pts] = np.where(owner >= 0, self.territories.ids[owner], -1)
         out.rule[pts] = rule

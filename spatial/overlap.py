@@ -42,6 +42,7 @@ import numpy.typing as npt
 import shapely
 
 from spatial.errors import SpatialError
+from spatial.geometry import unprepared_copies
 from spatial.measure import geodesic_area_km2
 
 DEFAULT_MIN_AREA_KM2 = 0.01  # 100 m x 100 m: below this an overlap is digitising noise
@@ -98,7 +99,8 @@ def find_overlaps(
     if not np.isfinite(min_area_km2) or min_area_km2 < 0:
         raise SpatialError("min_area_km2 must be a finite number >= 0", field="min_area_km2")
     id_arr = np.asarray(ids, dtype=np.int64).ravel()
-    geom_arr = np.asarray(geoms, dtype=object).ravel()
+    # Prepared below: copies, as the caller's may be in use by other threads (a look-up index).
+    geom_arr = np.asarray(unprepared_copies(np.asarray(geoms, dtype=object).ravel()), dtype=object)
     if id_arr.size != geom_arr.size:
         raise SpatialError("ids and geoms must have the same length")
     workers = threads or os.cpu_count() or 1
@@ -314,7 +316,11 @@ def contested_points(
     # The overlaps' boxes in a tree, the points against it: one bbox pass, then exact tests.
     boxes = shapely.box(*shapely.bounds(found.geoms).T)
     point, pair = shapely.STRtree(boxes).query(shapely.points(xs, ys))
-    shapely.prepare(geom_arr[np.union1d(found.first, found.second)])
+    # The territories met are prepared as copies: the caller's may be in use by other threads.
+    geom_arr = geom_arr.copy()
+    used = np.union1d(found.first, found.second)
+    geom_arr[used] = unprepared_copies(geom_arr[used])
+    shapely.prepare(geom_arr[used])
     inside = shapely.intersects_xy(
         geom_arr[found.first[pair]], xs[point], ys[point]
     ) & shapely.intersects_xy(geom_arr[found.second[pair]], xs[point], ys[point])

@@ -46,6 +46,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from spatial.errors import GeometryTypeError, SpatialError
+from spatial.geometry import unprepared_copies
 from spatial.measure import geodesic_area_km2
 
 MIN_PART_M2 = 1.0  # overlay slivers under 1 m² are floating-point noise, not white space
@@ -200,12 +201,12 @@ def uncovered_parts(
     else:
         # A prepared geometry builds its indexes on first use, which is not thread-safe, and
         # the union given may be in use by other asks: every thread relates to a copy of its
-        # own (a WKB round trip, ~1 ms for the counties' union).
-        own = _copy(covered)
+        # own (~1 ms for the counties' union).
+        own = unprepared_copies(covered)
         shapely.prepare(own)
         met = shapely.intersects(own, parts)
         slices = _balanced(shapely.get_num_coordinates(parts[met]), threads or os.cpu_count() or 1)
-        copies = [own, *(_copy(covered) for _ in slices[1:])]
+        copies = [own, *(unprepared_copies(covered) for _ in slices[1:])]
         meeting = parts[met]
         found = _in_threads(
             lambda k: _left_out(meeting[slices[k]], copies[k]), list(range(len(slices)))
@@ -229,11 +230,6 @@ def _left_out(parts: GeomArray, covered: BaseGeometry) -> GeomArray:
     shapely.prepare(covered)
     crossed = parts[~shapely.covers(covered, parts)]
     return _polygons(shapely.difference(crossed, covered))
-
-
-def _copy(geom: BaseGeometry) -> BaseGeometry:
-    """An unprepared copy of a geometry (a WKB round trip is exact)."""
-    return shapely.from_wkb(shapely.to_wkb(geom))
 
 
 def _balanced(sizes: IntArray, threads: int) -> list[npt.NDArray[np.intp]]:
@@ -262,7 +258,7 @@ def uncovered_customers(
     candidates = np.flatnonzero(owners == -1)
     if not candidates.size or market.is_empty:
         return candidates
-    own = _copy(market)  # the caller's market may be in use by other asks: prepared on a copy
+    own = unprepared_copies(market)  # the caller's may be in use by other asks
     shapely.prepare(own)
     # intersects_xy: a point on the market's border is in it, as PostGIS ST_Covers says.
     inside = shapely.intersects_xy(own, x[candidates], y[candidates])
@@ -370,7 +366,7 @@ def _area_by_region(
     piece_i, region_i = piece_i[wanted], region_i[wanted]
     # The regions are shared by every ask: the ones met are prepared on copies of this ask's.
     used, at = np.unique(region_i, return_inverse=True)
-    mine = np.asarray(shapely.from_wkb(shapely.to_wkb(areas[used])), dtype=object)
+    mine = np.asarray(unprepared_copies(areas[used]), dtype=object)
     shapely.prepare(mine)
     whole = shapely.covers(mine[at], pieces[piece_i])
     clipped = pieces[piece_i].copy()

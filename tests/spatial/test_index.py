@@ -3,6 +3,8 @@ incremental changes against a fresh build."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from typing import Any
 
@@ -359,3 +361,51 @@ def test_many_changes_leave_no_pile_of_garbage() -> None:
     fresh = TerritoryIndex.build(_territories(state, sorted(state)))
     x, y = _points(state, 3)
     assert _answers(index, x, y) == _answers(fresh, x, y)
+
+
+def _circles(rng: np.random.Generator, n: int) -> Territories:
+    """``n`` overlapping discs of 1° radius (256 vertices each) over a 10° square, fresh."""
+    geoms = shapely.buffer(shapely.points(rng.random((n, 2)) * 10), 1.0, quad_segs=64)
+    return Territories(
+        ids=np.arange(1, n + 1, dtype=np.int64),
+        geoms=np.asarray(geoms, dtype=object),
+        priority=np.zeros(n, dtype=np.int64),
+        area_m2=shapely.area(geoms) * 1e10,
+    )
+
+
+def _ask_together(
+    asks: list[tuple[TerritoryIndex, bool]], x: np.ndarray, y: np.ndarray
+) -> list[np.ndarray]:
+    """Owners of the points from each (index, scalar?) in its own thread, all started at once."""
+    start = threading.Barrier(len(asks))
+
+    def ask(index: TerritoryIndex, scalar: bool) -> np.ndarray:
+        start.wait()
+        if scalar:
+            return np.array([index.owner_of(a, b)[0] for a, b in zip(x, y, strict=True)])
+        return index.owners(x, y).owner
+
+    with ThreadPoolExecutor(len(asks)) as pool:
+        jobs = [pool.submit(ask, index, scalar) for index, scalar in asks]
+        return [job.result() for job in jobs]
+
+
+def test_threads_look_up_one_index_at_once() -> None:
+    """Look-ups from several threads at once, on a new index and on an updated one.
+
+    GEOS prepared polygons build their indexes on first use; two threads doing it at once
+    corrupted the heap (the process aborted), so this test fails by crashing without the lock.
+    """
+    rng = np.random.default_rng(5)
+    for _ in range(15):
+        index = TerritoryIndex.build(_circles(rng, 40), max_depth=1)  # big leaves: exact tests
+        # An updated version shares the unchanged discs with the old one, still in use.
+        newer = index.with_changes(_circles(rng, 3))
+        x, y = rng.random(1_000) * 10, rng.random(1_000) * 10
+        asks = [(index, False), (index, True), (newer, False), (newer, True)]
+        answers = _ask_together(asks, x, y)
+        assert np.array_equal(answers[0], index.owners(x, y).owner)
+        assert np.array_equal(answers[1], answers[0])
+        assert np.array_equal(answers[2], newer.owners(x, y).owner)
+        assert np.array_equal(answers[3], answers[2])
