@@ -8,6 +8,8 @@ vectorised over every vertex (24,000 overlaps: 3.2 s one by one, a small fractio
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import shapely
@@ -55,6 +57,10 @@ _E = np.sqrt(_E2)
 # over 24,000 overlaps, boxes and slivers; this bound is twice that).
 _ERROR_PER_CUBE_KM2 = 0.25 * _F * 6_371.0088**2
 MAX_FAST_ERROR = 1e-5  # relative; beyond it, exact (measure.py agrees with PostGIS to 1e-4)
+# Longer edges get points along their geodesic first, so that sub-edges stay short: the error
+# bound grows with the cube of an edge's length, and one 10° box edge alone would otherwise
+# send a whole white space (100,000 vertices of coast) to the exact path, one by one.
+MAX_EDGE_DEG = 0.5
 
 
 def _q(sin_lat: FloatArray) -> FloatArray:
@@ -84,7 +90,7 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
         return out
     polys, poly_geom = shapely.get_parts(arr[live], return_index=True)
     rings, ring_poly = shapely.get_rings(polys, return_index=True)
-    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    xy, ring_of = _split_long_edges(*shapely.get_coordinates(rings, return_index=True))
     lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
     half_tan = np.tan(np.arcsin(np.clip(_q(np.sin(lat)) / _Q_POLE, -1, 1)) / 2)
     d_lon = np.diff(lon)
@@ -116,3 +122,34 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     if exact.size:
         out[exact] = _exact_m2(arr[exact]) / 1e6
     return out
+
+
+def _split_long_edges(xy: FloatArray, ring_of: npt.NDArray[np.intp]) -> tuple[FloatArray, Any]:
+    """The rings' vertices (degrees) with points added along every edge longer than
+    ``MAX_EDGE_DEG``, on its geodesic (so the shape, with geodesic edges, is the same)."""
+    same = ring_of[1:] == ring_of[:-1]
+    d_lon = (np.diff(xy[:, 0]) + 180) % 360 - 180
+    approx_deg = np.hypot(d_lon * np.cos(np.radians(xy[:-1, 1])), np.diff(xy[:, 1]))
+    long = np.flatnonzero(same & (approx_deg > MAX_EDGE_DEG))
+    if not long.size:
+        return xy, ring_of
+    pieces = np.ones(len(xy), dtype=np.int64)  # per vertex: itself and the points after it
+    pieces[long] = np.ceil(approx_deg[long] / MAX_EDGE_DEG).astype(np.int64)
+    added = pieces[long] - 1
+    edge = np.repeat(np.arange(long.size), added)  # which long edge each new point is on
+    step = np.arange(edge.size) - np.repeat(np.cumsum(added) - added, added) + 1  # 1..k-1
+    start, end = xy[long], xy[long + 1]
+    azimuth, _, metres = _GEOD.inv(start[:, 0], start[:, 1], end[:, 0], end[:, 1])
+    lon, lat, _ = _GEOD.fwd(
+        start[edge, 0],
+        start[edge, 1],
+        np.asarray(azimuth)[edge],
+        np.asarray(metres)[edge] * step / pieces[long][edge],
+    )
+    at = np.cumsum(pieces) - pieces  # where each original vertex goes
+    out = np.empty((int(pieces.sum()), 2))
+    ring = np.empty(out.shape[0], dtype=ring_of.dtype)
+    out[at], ring[at] = xy, ring_of
+    new = at[long][edge] + step
+    out[new, 0], out[new, 1], ring[new] = lon, lat, ring_of[long][edge]
+    return out, ring

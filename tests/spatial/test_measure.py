@@ -9,6 +9,7 @@ from shapely.geometry import shape
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from spatial import measure
 from spatial.measure import geodesic_area_km2, geodesic_area_m2
 from tests import canonical
 
@@ -61,3 +62,21 @@ def test_agrees_with_postgis_geography(session: Session) -> None:
     assert len(found) > 300
     np.testing.assert_allclose(found, truth, rtol=1e-4)
     np.testing.assert_allclose(geodesic_area_m2(geoms, exact=True), truth, rtol=1e-4)
+
+
+def test_long_edges_stay_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edges of many degrees get points along their geodesic, so the vectorised path keeps
+    within its error bound; the exact path (pyproj, one geometry at a time) agrees."""
+    shapes = [
+        shapely.box(-125, 25, -65, 50),  # continental US: 60° edges that bulge north
+        shapely.box(-170, 50, -140, 72),
+        shapely.box(170, 50, 190, 60),  # across the antimeridian
+        shapely.Polygon([(-100, 30), (-80, 30), (-90, 45)], [[(-92, 33), (-88, 33), (-90, 36)]]),
+    ]
+    exact = geodesic_area_m2(shapes, exact=True)
+    monkeypatch.setattr(measure, "_exact_m2", _refused)
+    np.testing.assert_allclose(geodesic_area_m2(shapes), exact, rtol=2e-5)
+
+
+def _refused(arr: object) -> object:
+    raise AssertionError("the exact path was taken")
