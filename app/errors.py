@@ -49,6 +49,10 @@ class InputError(ServiceError):
     """The request is well-formed but its content is wrong (unknown code, bad row, ...)."""
 
 
+class QueryError(InputError):
+    """A query parameter is unknown or has a bad value where the standard says 400 (OGC API)."""
+
+
 class PayloadTooLargeError(ServiceError):
     """The request body is larger than the configured limit."""
 
@@ -57,12 +61,15 @@ class UnsupportedMediaError(ServiceError):
     """The uploaded file's format is not one we read."""
 
 
+OGC_PREFIX = "/ogc"  # where the OGC API - Features routes live (app/routes/ogc.py)
+
 # The one table: exception class -> (status, title). Most specific classes first.
 _STATUS: list[tuple[type[Exception], int, str]] = [
     (NotFoundError, 404, "Not found"),
     (ConflictError, 409, "Conflict"),
     (PayloadTooLargeError, 413, "Payload too large"),
     (UnsupportedMediaError, 415, "Unsupported media type"),
+    (QueryError, 400, "Bad request"),
     (InputError, 422, "Invalid input"),
     (SpatialError, 422, "Invalid geometry"),
     # Safety nets for values only PostgreSQL knows it cannot store (NUL in text, lone
@@ -136,7 +143,10 @@ def _validation_handler(request: Request, exc: Exception) -> Response:
     detail = f"{first['field']}: {first['message']}"
     if len(errors) > 1:
         detail += f" (and {len(errors) - 1} more)"
-    return problem(422, "Invalid request", detail, errors=errors, instance=request.url.path)
+    # OGC API - Features answers a bad query parameter with 400 (/req/core/query-param-invalid).
+    status = 400 if request.url.path.startswith(OGC_PREFIX) else 422
+    title = "Bad request" if status == 400 else "Invalid request"
+    return problem(status, title, detail, errors=errors, instance=request.url.path)
 
 
 def _validation_entry(err: dict[str, Any]) -> dict[str, Any]:

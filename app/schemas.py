@@ -15,6 +15,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from shapely.geometry import MultiPolygon
@@ -23,6 +24,8 @@ from app.errors import InputError
 from spatial.geometry import polygonal_from_geojson
 
 LAYER_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# Collection ids of the OGC API's reference collections (app/routes/ogc.py): no layer takes them.
+RESERVED_LAYER_NAMES = frozenset({"customers", "us-states", "us-counties"})
 # Feature properties that are territory fields, not free-form user properties.
 TERRITORY_FIELDS = ("name", "owner", "priority", "exclusive")
 RESERVED_PROPERTIES = frozenset(
@@ -65,6 +68,15 @@ class LayerCreate(BaseModel):
     )
     title: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=5000)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_LAYER_NAMES:
+            raise ValueError(
+                f"{name!r} is reserved (an OGC API collection of its own); choose another name"
+            )
+        return name
 
 
 class LayerPublic(BaseModel):

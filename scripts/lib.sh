@@ -109,6 +109,12 @@ setup_browser() {
   fi
 }
 
+setup_gis_clients() {
+  # GDAL's command-line tools (ogrinfo): the tests read the OGC API through GDAL's driver,
+  # as a GIS analyst's QGIS or ogr2ogr would.
+  command -v ogrinfo >/dev/null || apt_install gdal-bin
+}
+
 setup_all() {
   setup_system
   setup_python
