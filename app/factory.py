@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 
-from app import __version__, docs, errors
+from app import __version__, docs, errors, mapview
 from app.cache import LruCache
 from app.db import make_engine, migrate, resolve_database_url
 from app.fastlookup import LookupFastPath
@@ -20,11 +21,14 @@ from app.routes import (
     balance,
     coverage,
     customers,
+    files,
     health,
     layers,
     lookup,
+    ogc,
     overlaps,
     territories,
+    tiles,
     validate,
     whitespace,
 )
@@ -75,9 +79,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = LruCache(max_entries=64)  # computed answers (coverage maps), per worker
     errors.install(app)
     docs.install(app, assets_dir=settings.api.assets_dir)
+    mapview.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(LookupFastPath)  # GET /lookup's hot path, ahead of routing
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    if settings.api.cors_origins:
+        # Added last, so outermost: it answers preflights and tags every answer, the fast
+        # look-up path's included.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-None-Match", "X-API-Key"],
+            expose_headers=["ETag", "Location", "Retry-After"],
+            max_age=600,
+        )
     analysis = (coverage, overlaps, whitespace, validate, balance)  # issue 4
-    for module in (health, layers, territories, customers, assignments, lookup, *analysis):
+    ecosystem = (ogc, tiles, files)  # issue 5
+    for module in (
+        health,
+        layers,
+        territories,
+        customers,
+        assignments,
+        lookup,
+        *analysis,
+        *ecosystem,
+    ):
         app.include_router(module.router)
     return app

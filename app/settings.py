@@ -40,13 +40,17 @@ class EmbeddedSettings(BaseSettings):
 
 
 class ApiSettings(BaseSettings):
-    """HTTP behaviour: the body size limit, the title, the assets served."""
+    """HTTP behaviour: the body size limit, the title, the assets served, CORS."""
 
     model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}API_", extra="ignore")
 
     max_body_bytes: int = 50 * 1024 * 1024
     title: str = "Territory service"
     assets_dir: Path = PROJECT_ROOT / "node_modules"  # npm packages the service serves itself
+    # Origins of map front-ends served elsewhere that may call the API from a browser, e.g.
+    # TERRITORY_API_CORS_ORIGINS='["https://maps.example.com"]'; ["*"] allows any. Empty (the
+    # default): no CORS headers at all (the app's own /map page is same-origin, needs none).
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class IndexSettings(BaseSettings):
