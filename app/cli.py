@@ -6,12 +6,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +32,15 @@ from app.errors import ServiceError
 from app.indexes import IndexRegistry
 from app.repositories import customers, layers
 from app.settings import Settings
+from app.territory_files import (
+    ExportFormat,
+    ExportWhat,
+    ImportOptions,
+    export_layer,
+    export_size,
+    import_territories,
+    read_territories,
+)
 from spatial.errors import SpatialError
 
 console = Console(stderr=True)
@@ -36,9 +54,11 @@ cli = typer.Typer(
 db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 boundaries_cli = typer.Typer(help="Reference US state and county boundaries.", no_args_is_help=True)
 customers_cli = typer.Typer(help="Customers: demo data and file imports.", no_args_is_help=True)
+territories_cli = typer.Typer(help="Territories of a layer: file imports.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(boundaries_cli, name="boundaries")
 cli.add_typer(customers_cli, name="customers")
+cli.add_typer(territories_cli, name="territories")
 
 
 def _engine(settings: Settings) -> Engine:
@@ -62,12 +82,22 @@ def _session() -> Iterator[tuple[Settings, Session]]:
         engine.dispose()
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second so far."""
+
+    def render(self, task: Task) -> Text:
+        """The task's rate, e.g. "1,234/s"."""
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+
 @contextmanager
 def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        _RateColumn(),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:
@@ -187,6 +217,111 @@ def customers_import(
     Example: territory customers import accounts.csv
     """
     _store(lambda: batch_from_file(file.name, file.read_bytes()))
+
+
+@territories_cli.command("import")
+def territories_import(
+    layer: Annotated[str, typer.Argument(help="Layer to import into, e.g. partners-2026")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="GeoJSON, GeoPackage, zipped Shapefile, GeoParquet, KML/KMZ or CSV (WKT)",
+        ),
+    ],
+    *,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="The file's territories replace the layer's.")
+    ] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Repair invalid polygons (make_valid).")
+    ] = False,
+    crs: Annotated[
+        str | None,
+        typer.Option(help="CRS of a file that declares none (a .shp without .prj): EPSG:4326"),
+    ] = None,
+    source_layer: Annotated[
+        str | None, typer.Option(help="Layer (or .shp name) of a file that holds several.")
+    ] = None,
+) -> None:
+    """Import territories into LAYER from a file, all or nothing (any CRS -> EPSG:4326).
+
+    Columns name (required), owner, priority, exclusive are fields; the rest, properties.
+
+    A layer kept assigned is assigned again, in the same transaction.
+
+    Example: territory territories import partners-2026 regions.zip --replace
+    """
+    options = ImportOptions(repair=repair, crs=crs, source_layer=source_layer)
+    with _session() as (_, session):
+        layers.get_by_name(session, name=layer)  # a typo is told before a big file is read
+        with console.status(f"reading and checking {file.name}"):
+            drafts = read_territories(file.name, file.read_bytes(), options=options)
+        with _progress("territories", len(drafts)) as advance:
+            result = import_territories(
+                session,
+                layer=layer,
+                drafts=drafts,
+                mode="replace" if replace else "append",
+                progress=advance,
+                reassigning=lambda: console.print(f"re-assigning the customers of {layer}"),
+            )
+        session.commit()
+    done = f"[green]{layer}: {result.imported} territories imported[/green]"
+    if replace:
+        done += f", {result.removed} replaced"
+    if result.assigned is not None:
+        done += f"; customers re-assigned ({result.assigned} assigned)"
+    console.print(f"{done}, in {result.seconds} s")
+
+
+@cli.command("export")
+def export(
+    layer: Annotated[str, typer.Argument(help="Layer to export, e.g. counties")],
+    format_: Annotated[
+        str,
+        typer.Option("--format", "-f", help="geojson, gpkg, csv (geometry as WKT) or parquet."),
+    ] = "geojson",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", dir_okay=False, help="File to write (default: LAYER-WHAT.EXT here)."
+        ),
+    ] = None,
+    what: Annotated[
+        str,
+        typer.Option(help="territories (with their stats) or assignments (one per customer)."),
+    ] = "territories",
+) -> None:
+    """Export LAYER's territories with their stats (customers, value, km²), or its assignments.
+
+    Example: territory export counties --format gpkg --output counties.gpkg
+    """
+    if what not in ("territories", "assignments"):
+        console.print(f"[red]error:[/red] --what must be territories or assignments, not {what!r}")
+        raise typer.Exit(2)
+    chosen: ExportWhat = "assignments" if what == "assignments" else "territories"
+    with _session() as (_, session):
+        total = export_size(session, layer=layer, what=chosen)
+        with _progress(chosen, total) as advance:
+            exported = export_layer(
+                session,
+                layer=layer,
+                what=chosen,
+                fmt=cast(ExportFormat, format_.lower()),
+                progress=advance,
+            )
+    target = output or Path(exported.filename)
+    try:
+        target.write_bytes(exported.content)
+    except OSError as exc:
+        console.print(f"[red]error:[/red] cannot write {target}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    console.print(
+        f"[green]{layer}: {exported.rows} {chosen} written to {target}[/green] "
+        f"({len(exported.content):,} bytes)"
+    )
 
 
 @cli.command("assign")
