@@ -48,13 +48,30 @@ cli = typer.Typer(
     help="Territory service: PostGIS-backed territories, customers and who owns what.\n\n"
     "With DATABASE_URL unset, every command uses the embedded PostgreSQL + PostGIS cluster "
     "in .pgdata/ (started on demand).",
+    epilog="Example: territory demo && territory serve --port 8000",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_cli = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
-boundaries_cli = typer.Typer(help="Reference US state and county boundaries.", no_args_is_help=True)
-customers_cli = typer.Typer(help="Customers: demo data and file imports.", no_args_is_help=True)
-territories_cli = typer.Typer(help="Territories of a layer: file imports.", no_args_is_help=True)
+db_cli = typer.Typer(
+    help="Database schema (Alembic migrations).",
+    epilog="Example: territory db upgrade",
+    no_args_is_help=True,
+)
+boundaries_cli = typer.Typer(
+    help="Reference US state and county boundaries.",
+    epilog="Example: territory boundaries load",
+    no_args_is_help=True,
+)
+customers_cli = typer.Typer(
+    help="Customers: demo data and file imports.",
+    epilog="Example: territory customers import my-accounts.csv",
+    no_args_is_help=True,
+)
+territories_cli = typer.Typer(
+    help="Territories of a layer: file imports.",
+    epilog="Example: territory territories import partners-2026 partners.gpkg --replace",
+    no_args_is_help=True,
+)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(boundaries_cli, name="boundaries")
 cli.add_typer(customers_cli, name="customers")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -28,6 +30,26 @@ def test_help_lists_the_commands(runner: CliRunner) -> None:
         assert command in result.output
     generate = runner.invoke(cli, ["customers", "generate", "--help"])
     assert "Example: territory customers generate" in generate.output
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and group of the CLI, as the words that invoke it."""
+    found = [path]
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group (typer's click, whichever it is)
+            found += _commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def test_every_command_s_help_has_an_example(runner: CliRunner) -> None:
+    commands = _commands(typer.main.get_command(cli))
+    assert len(commands) > 12
+    for words in commands:
+        result = runner.invoke(cli, [*words, "--help"])
+        assert result.exit_code == 0, words
+        assert "Example: territory" in result.output, f"territory {' '.join(words)} --help"
 
 
 def test_db_upgrade_and_boundaries_load_are_idempotent(runner: CliRunner) -> None:
