@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.indexes import IndexRegistry
 from app.models import Layer
 from app.repositories import assignments, layers
+from spatial.index import TerritoryIndex
 
 
 @dataclass(frozen=True)
@@ -32,28 +33,35 @@ def assign_layer(session: Session, *, layer: str, registry: IndexRegistry) -> As
     assignments.lock_for_bulk(session, layer_id=target.id)
     # The index as stored now (edits of the layer wait for the lock), not as last seen here.
     entry = registry.refresh(layer)
+    counts = assign_all(session, layer_id=entry.layer_id, index=entry.index)
+    return AssignResult(
+        layer=entry.layer, **counts, seconds=round(time.perf_counter() - started, 3)
+    )
+
+
+def assign_all(session: Session, *, layer_id: int, index: TerritoryIndex) -> dict[str, int]:
+    """Every customer assigned to the layer by ``index`` (pins stay), written in one swap;
+    the counts AssignResult reports. The caller holds the bulk lock and commits."""
     ids, lon, lat, value = assignments.customer_table(session)
-    pins = assignments.pinned(session, layer_id=entry.layer_id)
+    pins = assignments.pinned(session, layer_id=layer_id)
     free = ~np.isin(ids, pins)
-    found = entry.index.owners(lon[free], lat[free])
+    found = index.owners(lon[free], lat[free])
     owned = found.owner >= 0
-    assignments.mark_assigned(session, layer_id=entry.layer_id)
+    assignments.mark_assigned(session, layer_id=layer_id)
     assignments.replace(
         session,
-        layer_id=entry.layer_id,
+        layer_id=layer_id,
         customer_ids=ids[free][owned],
         territory_ids=found.owner[owned],
         rules=found.rule[owned],
         values=value[free][owned],
     )
-    return AssignResult(
-        layer=entry.layer,
-        assigned=int(owned.sum()) + pins.size,
-        unassigned=int((~owned).sum()),
-        contested=int((found.covering > 1).sum()),
-        pinned=int(pins.size),
-        seconds=round(time.perf_counter() - started, 3),
-    )
+    return {
+        "assigned": int(owned.sum()) + pins.size,
+        "unassigned": int((~owned).sum()),
+        "contested": int((found.covering > 1).sum()),
+        "pinned": int(pins.size),
+    }
 
 
 def before_change(session: Session, *, layer: Layer, territory_id: int) -> bytes | None:

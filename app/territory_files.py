@@ -31,6 +31,7 @@ import shapely
 from shapely.geometry import mapping
 from sqlalchemy.orm import Session
 
+from app.assign import assign_all
 from app.customer_files import (
     MAX_ERRORS,
     _Errors,
@@ -666,21 +667,7 @@ def _reassign(session: Session, layer: Layer) -> int:
     territories only; the imported ones are not committed yet.
     """
     index = build_index(session, layer_id=layer.id)
-    ids, lon, lat, value = assignments.customer_table(session)
-    pins = assignments.pinned(session, layer_id=layer.id)
-    free = ~np.isin(ids, pins)
-    found = index.owners(lon[free], lat[free])
-    owned = found.owner >= 0
-    assignments.mark_assigned(session, layer_id=layer.id)
-    assignments.replace(
-        session,
-        layer_id=layer.id,
-        customer_ids=ids[free][owned],
-        territory_ids=found.owner[owned],
-        rules=found.rule[owned],
-        values=value[free][owned],
-    )
-    return int(owned.sum()) + int(pins.size)
+    return assign_all(session, layer_id=layer.id, index=index)["assigned"]
 
 
 # --- export ----------------------------------------------------------------------------------
