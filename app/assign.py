@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.indexes import IndexRegistry
 from app.models import Layer
 from app.repositories import assignments, layers
-from spatial.index import TerritoryIndex
+from spatial.index import Owners, TerritoryIndex
 
 
 @dataclass(frozen=True)
@@ -26,26 +27,38 @@ class AssignResult:
     seconds: float
 
 
-def assign_layer(session: Session, *, layer: str, registry: IndexRegistry) -> AssignResult:
+# Progress of a bulk assignment: (stage, done, total), stage one of STAGES, in that order.
+Progress = Callable[[str, int, int], None]
+STAGES = ("customers read", "customers assigned", "assignments written")
+_CHUNK = 200_000  # customers per engine call when progress is reported (~15 ms each)
+
+
+def assign_layer(
+    session: Session, *, layer: str, registry: IndexRegistry, progress: Progress | None = None
+) -> AssignResult:
     """Assign every customer of the store to the layer (pins stay); the caller commits."""
     started = time.perf_counter()
     target = layers.get_by_name(session, name=layer)
     assignments.lock_for_bulk(session, layer_id=target.id)
     # The index as stored now (edits of the layer wait for the lock), not as last seen here.
     entry = registry.refresh(layer)
-    counts = assign_all(session, layer_id=entry.layer_id, index=entry.index)
+    counts = assign_all(session, layer_id=entry.layer_id, index=entry.index, progress=progress)
     return AssignResult(
         layer=entry.layer, **counts, seconds=round(time.perf_counter() - started, 3)
     )
 
 
-def assign_all(session: Session, *, layer_id: int, index: TerritoryIndex) -> dict[str, int]:
+def assign_all(
+    session: Session, *, layer_id: int, index: TerritoryIndex, progress: Progress | None = None
+) -> dict[str, int]:
     """Every customer assigned to the layer by ``index`` (pins stay), written in one swap;
     the counts AssignResult reports. The caller holds the bulk lock and commits."""
+    report = progress or _silent
     ids, lon, lat, value = assignments.customer_table(session)
+    report(STAGES[0], ids.size, ids.size)
     pins = assignments.pinned(session, layer_id=layer_id)
     free = ~np.isin(ids, pins)
-    found = index.owners(lon[free], lat[free])
+    found = _owners(index, lon[free], lat[free], report if progress else None)
     owned = found.owner >= 0
     assignments.mark_assigned(session, layer_id=layer_id)
     assignments.replace(
@@ -56,12 +69,37 @@ def assign_all(session: Session, *, layer_id: int, index: TerritoryIndex) -> dic
         rules=found.rule[owned],
         values=value[free][owned],
     )
+    report(STAGES[2], int(owned.sum()), int(owned.sum()))
     return {
         "assigned": int(owned.sum()) + pins.size,
         "unassigned": int((~owned).sum()),
         "contested": int((found.covering > 1).sum()),
         "pinned": int(pins.size),
     }
+
+
+def _owners(
+    index: TerritoryIndex, lon: np.ndarray, lat: np.ndarray, report: Progress | None
+) -> Owners:
+    """The engine's answer for every point: in one call, or in chunks when progress is shown."""
+    if report is None or lon.size <= _CHUNK:
+        found = index.owners(lon, lat)
+        if report is not None:
+            report(STAGES[1], lon.size, lon.size)
+        return found
+    parts = []
+    for start in range(0, lon.size, _CHUNK):
+        parts.append(index.owners(lon[start : start + _CHUNK], lat[start : start + _CHUNK]))
+        report(STAGES[1], min(start + _CHUNK, lon.size), lon.size)
+    return Owners(
+        owner=np.concatenate([p.owner for p in parts]),
+        rule=np.concatenate([p.rule for p in parts]),
+        covering=np.concatenate([p.covering for p in parts]),
+    )
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    """No progress shown."""
 
 
 def before_change(session: Session, *, layer: Layer, territory_id: int) -> bytes | None:

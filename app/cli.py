@@ -17,6 +17,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -108,18 +109,36 @@ class _RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
 
-@contextmanager
-def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    columns = (
+def _columns() -> tuple[ProgressColumn, ...]:
+    """What a progress bar shows: label, bar, count of total, rate, elapsed time."""
+    return (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
+
+
+@contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    with Progress(*_columns(), console=console, transient=False) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str, int, int], None]]:
+    """Rich progress bars for a staged job: each stage's bar appears when it first reports."""
+    with Progress(*_columns(), console=console, transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield report
 
 
 def _store(make_batch: Callable[[], CustomerBatch]) -> None:
@@ -351,9 +370,10 @@ def assign(
     """
     with _session() as (_, session):
         registry = IndexRegistry(sessionmaker(session.get_bind()))
-        with console.status(f"building the index of {layer} and assigning"):
-            result = assign_layer(session, layer=layer, registry=registry)
-        session.commit()
+        with _stages() as progress:
+            result = assign_layer(session, layer=layer, registry=registry, progress=progress)
+        with console.status("committing"):
+            session.commit()
     console.print(
         f"[green]{layer}: {result.assigned} assigned[/green], {result.unassigned} unassigned, "
         f"{result.contested} contested, {result.pinned} pinned, in {result.seconds} s"

@@ -68,6 +68,27 @@ def test_generate_upserts(runner: CliRunner, session: Session) -> None:
     assert session.scalar(text("SELECT count(*) FROM customers")) == 400
 
 
+def test_assign_shows_each_stage_with_counts(runner: CliRunner, session: Session) -> None:
+    assert (
+        runner.invoke(cli, ["customers", "generate", "--count", "2000", "--seed", "3"]).exit_code
+        == 0
+    )
+    result = runner.invoke(cli, ["assign", "states"])
+    assert result.exit_code == 0, result.output
+    assigned = session.scalar(
+        text(
+            "SELECT count(*) FROM assignments a JOIN layers l ON l.id = a.layer_id "
+            "WHERE l.name = 'states'"
+        )
+    )
+    for stage in ("customers read", "customers assigned", "assignments written"):
+        assert stage in result.output
+    assert "2000/2000" in result.output.replace(",", "")  # read and assigned: counts of total
+    assert f"states: {assigned} assigned" in result.output
+    missing = runner.invoke(cli, ["assign", "nowhere"])
+    assert missing.exit_code != 0 and len(missing.output.strip().splitlines()) == 1
+
+
 def test_import_good_and_bad_files(runner: CliRunner, session: Session, tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("external_id,lon,lat,value\na,-100,40,5\nb,-90,35,6\n")
