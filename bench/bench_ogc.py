@@ -183,6 +183,12 @@ def prepare(url: str, customers: int, seed: int) -> tuple[list[tuple[float, floa
                 "WHERE l.name = 'counties'"
             )
         )
+        conn.execute(
+            text(
+                "CREATE OR REPLACE VIEW bench_tipg.customers AS "
+                "SELECT id, value::float8 AS value, geom FROM customers"
+            )
+        )
         rows = conn.execute(
             text(
                 "SELECT ST_X(c) AS x, ST_Y(c) AS y FROM (SELECT ST_PointOnSurface(t.geom) AS c "
@@ -277,6 +283,10 @@ def _rows(
 ) -> list[tuple[str, ...]]:
     ours_q, tipg_q = percentile(mine, q) * 1e3, percentile(theirs, q) * 1e3
     met = "met" if ours_q <= target_ms else "NOT met"
+    if math.isinf(target_ms):
+        return [(what, f"{statistics.median(mine) * 1e3:.1f} / {ours_q:.1f}",
+                 f"{statistics.median(theirs) * 1e3:.1f} / {tipg_q:.1f}",
+                 f"{tipg_q / ours_q:.2f}x", f"p{q}, no target", "-")]  # fmt: skip
     return [(
         what,
         f"{statistics.median(mine) * 1e3:.1f} / {ours_q:.1f}",
