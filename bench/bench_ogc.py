@@ -263,19 +263,24 @@ def bench_tiles(
     })  # fmt: skip
     ours.get("/tiles/counties/3/1/3.mvt")  # builds the colour and count arrays, once
     tipg.get("/collections/bench_tipg.counties/tiles/WebMercatorQuad/3/1/3")
-    mine, theirs = [], []
-    for z, x, y in tiles:
-        status, _, took = ours.get(f"/tiles/counties/{z}/{x}/{y}.mvt")
-        assert status in (200, 204), f"ours tile {z}/{x}/{y}: {status}"
-        mine.append(took)
-        status, _, took = tipg.get(
-            f"/collections/bench_tipg.counties/tiles/WebMercatorQuad/{z}/{x}/{y}"
-        )
-        assert status in (200, 204), f"tipg tile {z}/{x}/{y}: {status}"
-        theirs.append(took)
-    return _rows(
-        f"counties tile z4-z10 cold ({len(tiles)} tiles)", mine, theirs, target_ms=50, q=95
-    )
+    rows = []
+    for ours_path, tipg_name, label, target in (
+        ("/tiles/counties", "counties", "counties tile z4-z10 cold", 50.0),
+        # No target in the issue: customers are points from z10, grid clusters below (ours);
+        # tipg sends every point of the tile.
+        ("/tiles/customers", "customers", "customers tile z4-z10 cold", math.inf),
+    ):
+        mine, theirs = [], []
+        for z, x, y in tiles:
+            status, _, took = ours.get(f"{ours_path}/{z}/{x}/{y}.mvt")
+            assert status in (200, 204), f"ours {ours_path} {z}/{x}/{y}: {status}"
+            mine.append(took)
+            path = f"/collections/bench_tipg.{tipg_name}/tiles/WebMercatorQuad/{z}/{x}/{y}"
+            status, _, took = tipg.get(path)
+            assert status in (200, 204), f"tipg {path}: {status}"
+            theirs.append(took)
+        rows += _rows(f"{label} ({len(tiles)} tiles)", mine, theirs, target_ms=target, q=95)
+    return rows
 
 
 def _rows(
