@@ -36,3 +36,7 @@ class InvalidGeometryError(SpatialError):
     ) -> None:
         super().__init__(message, field=field)
         self.location = location
+
+
+class GeometryTooLargeError(SpatialError):
+    """A geometry has more vertices than one territory or market may have."""

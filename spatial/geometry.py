@@ -13,6 +13,7 @@ from shapely.geometry.base import BaseGeometry
 
 from spatial.errors import (
     CoordinateRangeError,
+    GeometryTooLargeError,
     GeometryTypeError,
     InvalidGeometryError,
     MalformedGeometryError,
@@ -22,8 +23,15 @@ POLYGONAL_TYPES = ("Polygon", "MultiPolygon")
 _LOCATION = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
 
 
+# Vertices one territory (or drawn market) may have. The reference states have at most 4,148
+# (all of them together 15,586); full-resolution TIGER outlines run to a few hundred thousand.
+# A million keeps every real boundary in while a runaway polygon cannot hold a worker
+# (validity checks, overlays and look-up indexes cost n log n and more in vertices).
+MAX_VERTICES = 1_000_000
+
+
 def polygonal_from_geojson(
-    obj: Any, *, repair: bool = False, field: str = "geometry"
+    obj: Any, *, repair: bool = False, field: str = "geometry", max_vertices: int = MAX_VERTICES
 ) -> MultiPolygon:
     """A valid, counter-clockwise MultiPolygon (degrees, EPSG:4326) from a GeoJSON geometry."""
     # RFC 7946 positions may carry an altitude; territories are 2D, so it is dropped.
@@ -31,6 +39,13 @@ def polygonal_from_geojson(
     if geom.geom_type not in POLYGONAL_TYPES:
         raise GeometryTypeError(
             f"a territory needs a Polygon or MultiPolygon, got {geom.geom_type}", field=field
+        )
+    vertices = shapely.get_num_coordinates(geom)
+    if vertices > max_vertices:
+        raise GeometryTooLargeError(
+            f"the geometry has {vertices:,} vertices; at most {max_vertices:,} per shape: "
+            "simplify it (e.g. ST_Simplify, mapshaper) or split it into several territories",
+            field=field,
         )
     check_coordinates(geom, field=field)
     if geom.is_empty:
