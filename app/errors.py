@@ -6,7 +6,9 @@ RFC 9457 ``application/problem+json`` responses here, and only here.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -167,7 +169,35 @@ def _http_handler(request: Request, exc: Exception) -> Response:
     title = {404: "Not found", 405: "Method not allowed", 413: "Payload too large"}.get(
         exc.status_code, "HTTP error"
     )
-    return problem(exc.status_code, title, str(exc.detail), instance=request.url.path)
+    response = problem(exc.status_code, title, str(exc.detail), instance=request.url.path)
+    response.headers.update(exc.headers or {})  # Starlette's own, e.g. a 405's Allow
+    if exc.status_code == 405:
+        # RFC 9110: a 405 lists every method the path takes. Starlette's Allow names only the
+        # first route whose path matched (GET /customers hid POST /customers); the OpenAPI
+        # document knows them all.
+        allowed = _allowed_methods(request)
+        if allowed:
+            response.headers["Allow"] = allowed
+    return response
+
+
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def _allowed_methods(request: Request) -> str | None:
+    found: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():  # cached by FastAPI
+        if _path_pattern(template).fullmatch(request.url.path):
+            found.update(m.upper() for m in operations if m in _METHODS)
+    if "GET" in found:
+        found.add("HEAD")  # Starlette answers HEAD wherever it answers GET
+    return ", ".join(sorted(found)) or None
+
+
+@functools.lru_cache(maxsize=256)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    """A path template's regex: each {parameter} one path segment (or part of one)."""
+    return re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)))
 
 
 def _unexpected(request: Request, exc: Exception) -> Response:
