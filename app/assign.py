@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.indexes import IndexRegistry
 from app.models import Layer
 from app.repositories import assignments, layers
@@ -48,6 +49,7 @@ def assign_layer(
     )
 
 
+@metrics.ASSIGNMENT_SECONDS.time()
 def assign_all(
     session: Session, *, layer_id: int, index: TerritoryIndex, progress: Progress | None = None
 ) -> dict[str, int]:

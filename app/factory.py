@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 
-from app import __version__, docs, errors, mapview
+from app import __version__, docs, errors, mapview, observability
 from app.cache import LruCache
 from app.db import make_engine, migrate, resolve_database_url
 from app.fastlookup import LookupFastPath
@@ -25,6 +25,7 @@ from app.routes import (
     health,
     layers,
     lookup,
+    metrics,
     ogc,
     overlaps,
     territories,
@@ -93,10 +94,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "Retry-After"],
             max_age=600,
         )
+    # Outermost of ours: ids, logs and counts every answer, the ones above and CORS's included.
+    observability.install(app, settings.log)
     analysis = (coverage, overlaps, whitespace, validate, balance)  # issue 4
     ecosystem = (ogc, tiles, files)  # issue 5
     for module in (
         health,
+        metrics,
         layers,
         territories,
         customers,

@@ -26,6 +26,7 @@ import shapely
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import metrics
 from app.errors import NotFoundError
 from app.models import Layer
 from app.repositories import assignments
@@ -211,6 +212,7 @@ class IndexRegistry:
         """Forget the layer altogether (it is gone)."""
         self._entries.pop(layer, None)
         self._stale.pop(layer, None)
+        metrics.forget_index(layer)
 
     @staticmethod
     def _load(session: Session, layer: Layer, base: LayerIndex | None) -> LayerIndex:
@@ -242,6 +244,7 @@ class IndexRegistry:
             len(index),
             index.rebuilt_roots if how != "kept" else 0,
         )
+        metrics.observe_index(entry)
         return entry
 
 

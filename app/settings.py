@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -63,6 +64,26 @@ class IndexSettings(BaseSettings):
     warm: bool = True
 
 
+class LogSettings(BaseSettings):
+    """Logs: JSON lines (one a record, with the request id) or text, and the level shown."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}LOG_", extra="ignore")
+
+    # auto: text on a terminal (a developer reading), JSON lines otherwise (a collector reading:
+    # containers, systemd, files).
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("format", "level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """TERRITORY_LOG_LEVEL=debug is as good as DEBUG."""
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.lower() if value.lower() in ("auto", "json", "text") else value.upper()
+
+
 class Settings(BaseSettings):
     """All settings of one service instance."""
 
@@ -72,4 +93,5 @@ class Settings(BaseSettings):
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     data_dir: Path = PROJECT_ROOT / "data"
