@@ -5,6 +5,11 @@ A change commits a NOTIFY on ``territory_changes`` with the layer's name (see
 on a notice it brings that layer's index up to date (rebuilding only the cells the changed
 territories touch, ``IndexRegistry.refresh``) and swaps it in whole, so look-ups keep being
 answered from the old index until the new one is ready, and never from half of a change.
+
+A change committed while no LISTEN is active (before the first, or while the database was
+away and the listener reconnects) sends this worker no notice: each time LISTEN begins, every
+layer is offered to ``on_change`` once, which brings a held index up to the stored layer (a
+version check when nothing changed) and drops the index of a layer deleted meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -35,6 +41,7 @@ class ChangeListener(threading.Thread):
         super().__init__(name="territory-change-listener", daemon=True)
         self._dsn = dsn
         self._on_change = on_change
+        self._known: set[str] = set()  # every layer seen or heard of, deleted ones included
         self._stopping = threading.Event()
         self.listening = threading.Event()  # set while LISTEN is active (tests wait on it)
 
@@ -56,9 +63,18 @@ class ChangeListener(threading.Thread):
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             conn.execute(f"LISTEN {CHANGES_CHANNEL}")
             self.listening.set()
+            self._catch_up(conn)
             while not self._stopping.is_set():
                 for notice in conn.notifies(timeout=0.5):
+                    self._known.add(notice.payload)
                     self._deliver(notice.payload)
+
+    def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
+        # After LISTEN, so a change is either heard from now on or already stored here.
+        rows = conn.execute("SELECT name FROM layers").fetchall()
+        self._known.update(name for (name,) in rows)
+        for layer in sorted(self._known):
+            self._deliver(layer)
 
     def _deliver(self, layer: str) -> None:
         try:
