@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import embedded
@@ -44,3 +49,33 @@ def test_lookups_survive_the_database_going_away(scratch_cluster: EmbeddedSettin
         embedded.wait_ready(scratch_cluster)
         assert embedded.sqlalchemy_url(scratch_cluster) == url  # same port after a restart
         assert client.get("/layers").status_code == 200  # recovers by itself
+
+
+def test_a_server_that_never_answers_fails_the_connection_in_seconds() -> None:
+    """A peer that accepts TCP but never speaks (a hung server, a black-holed route): the
+    connection gives up after connect_timeout, so a request gets its 503 instead of hanging."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+    try:
+        port = silent.getsockname()[1]
+        engine = make_engine(f"postgresql+psycopg://x@127.0.0.1:{port}/x", Settings())
+        failed: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            except OperationalError as exc:
+                failed.append(exc)
+
+        # In a thread, so that a hang fails this test instead of stalling the run.
+        attempt = threading.Thread(target=connect, daemon=True)
+        started = time.monotonic()
+        attempt.start()
+        attempt.join(timeout=15)  # 5 s connect_timeout, with slack
+        assert not attempt.is_alive(), "still connecting after 15 s: no connect timeout"
+        assert failed and time.monotonic() - started < 15
+        engine.dispose()
+    finally:
+        silent.close()
