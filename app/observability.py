@@ -3,9 +3,9 @@
 Every request gets an id: the client's ``X-Request-ID`` when it is a sane one, else a new one.
 It is answered in the ``X-Request-ID`` header (problems and the fast look-up path included) and
 carried by every log record made while the request is served. While the app runs, the process
-logs JSON lines (text on a terminal), uvicorn's lines included; the app writes one access record
-per request itself, with the route template, status and duration, so uvicorn's own access log
-is switched off.
+logs JSON lines to stdout (text on a terminal), uvicorn's lines included; the app writes one
+access record per request itself, with the route template, status and duration, so uvicorn's
+own access log is switched off.
 """
 
 from __future__ import annotations
@@ -103,17 +103,17 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(entry, default=str)
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is when a record comes (as logging's last resort does),
-    so a test runner or CLI runner swapping stderr never leaves it writing to a closed file."""
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record comes (as logging's last resort does
+    with stderr), so a runner swapping stdout never leaves it writing to a closed file."""
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
 
     @property
     def stream(self) -> TextIO:
-        """The current standard error."""
-        return sys.stderr
+        """The current standard output."""
+        return sys.stdout
 
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
@@ -123,7 +123,7 @@ _UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def configure_logging(settings: LogSettings) -> Callable[[], None]:
-    """Send every log record (the service's and uvicorn's) to stderr as ``settings`` say;
+    """Send every log record (the service's and uvicorn's) to stdout as ``settings`` say;
     returns what puts the logging configuration back as it was.
 
     An earlier call's handler is replaced, never doubled.
@@ -134,10 +134,12 @@ def configure_logging(settings: LogSettings) -> Callable[[], None]:
         name: (list(lg.handlers), lg.propagate, lg.disabled)
         for name, lg in ((n, logging.getLogger(n)) for n in _UVICORN)
     }
-    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, _StdoutHandler)]:
         root.removeHandler(old)
-    as_json = settings.format == "json" or (settings.format == "auto" and not sys.stderr.isatty())
-    handler = _StderrHandler()
+    as_json = settings.format == "json" or (settings.format == "auto" and not sys.stdout.isatty())
+    # stdout, where uvicorn's access log went: the stream of a service's own records (the 12
+    # factors); stderr stays for what goes wrong outside the app (a failed start).
+    handler = _StdoutHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(_TEXT_FORMAT))
     root.addHandler(handler)

@@ -28,7 +28,7 @@ SF = {"lon": -122.4194, "lat": 37.7749, "layer": "states"}
 
 @pytest.fixture
 def app_settings(settings: Settings) -> Settings:
-    """The test settings with JSON logs, whatever stderr is."""
+    """The test settings with JSON logs, whatever stdout is."""
     return settings.model_copy(update={"log": LogSettings(format="json", level="INFO")})
 
 
@@ -46,7 +46,7 @@ def obs_client(app_settings: Settings, engine: Engine, clean: None) -> Iterator[
 
 
 def _records(err: str) -> list[dict]:
-    """The JSON log lines written to stderr (anything else there fails the test)."""
+    """The JSON log lines written to stdout (anything else there fails the test)."""
     return [json.loads(line) for line in err.splitlines() if line.strip()]
 
 
@@ -73,7 +73,7 @@ def test_a_request_gets_an_id_answered_and_logged(
     assert answer.status_code == 200
     request_id = answer.headers["x-request-id"]
     assert GENERATED_ID.fullmatch(request_id)
-    access = [r for r in _records(capsys.readouterr().err) if r["logger"] == "app.access"]
+    access = [r for r in _records(capsys.readouterr().out) if r["logger"] == "app.access"]
     assert len(access) == 1  # one access record per request, and uvicorn's is not there
     record = access[0]
     assert record["request_id"] == request_id
@@ -97,13 +97,13 @@ def test_the_client_s_id_is_used_by_every_record_of_the_request(
     answer = obs_client.get("/lookup", params=SF, headers={"X-Request-ID": "trace-42.a:b_c"})
     assert answer.status_code == 200
     assert answer.headers["x-request-id"] == "trace-42.a:b_c"
-    records = _records(capsys.readouterr().err)
+    records = _records(capsys.readouterr().out)
     mine = {r["logger"] for r in records if r["request_id"] == "trace-42.a:b_c"}
     assert {"app.access", "app.indexes"} <= mine
     # The fast path (the index is held now) answers with the id too.
     fast = obs_client.get("/lookup", params=SF, headers={"X-Request-ID": "fast-1"})
     assert fast.headers["x-request-id"] == "fast-1"
-    assert [r["status"] for r in _records(capsys.readouterr().err) if r["request_id"] == "fast-1"]
+    assert [r["status"] for r in _records(capsys.readouterr().out) if r["request_id"] == "fast-1"]
 
 
 @pytest.mark.parametrize("bad", ["has space", "x" * 129, "a;b", "é".encode(), ""])
@@ -114,7 +114,7 @@ def test_a_bad_incoming_id_is_replaced(
     answer = obs_client.get("/layers", headers={"X-Request-ID": bad})
     request_id = answer.headers["x-request-id"]
     assert GENERATED_ID.fullmatch(request_id)
-    records = _records(capsys.readouterr().err)
+    records = _records(capsys.readouterr().out)
     assert [r["request_id"] for r in records if r["logger"] == "app.access"] == [request_id]
 
 
@@ -130,7 +130,7 @@ def test_problems_and_server_errors_carry_the_id(
     assert boom.status_code == 500
     assert boom.headers["content-type"] == "application/problem+json"
     assert boom.headers["x-request-id"] == "p-500"
-    records = [r for r in _records(capsys.readouterr().err) if r["request_id"] == "p-500"]
+    records = [r for r in _records(capsys.readouterr().out) if r["request_id"] == "p-500"]
     error = [r for r in records if r["logger"] == "app.errors"]
     assert len(error) == 1 and "RuntimeError: boom" in error[0]["exception"]
     assert [r["status"] for r in records if r["logger"] == "app.access"] == [500]
@@ -259,7 +259,7 @@ def test_text_logs_and_extras(capsys: pytest.CaptureFixture[str]) -> None:
         capsys.readouterr()
         logging.getLogger("app.test").warning("careful")
         logging.getLogger("app.test").info("not shown")
-        lines = capsys.readouterr().err.splitlines()
+        lines = capsys.readouterr().out.splitlines()
         assert len(lines) == 1 and lines[0].endswith("WARNING app.test [None] careful")
         assert logging.getLogger("uvicorn.access").disabled
         assert logging.getLogger("uvicorn.error").propagate
