@@ -28,5 +28,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
 
+# /metrics sums every worker through prometheus_client's multiprocess files, cleared at start.
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/territory-metrics
 # Migrations run before the server starts; several replicas may start at once (advisory lock).
-CMD ["sh", "-c", "territory db upgrade && territory serve --host 0.0.0.0 --port 8000 --workers ${WORKERS:-2}"]
+CMD ["sh", "-c", "mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && territory db upgrade && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && territory serve --host 0.0.0.0 --port 8000 --workers ${WORKERS:-2}"]
