@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,9 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from spatial.errors import GeometryTooLargeError, SpatialError
 from spatial.geometry import polygonal_from_geojson
+
+# NaN coordinates are drawn on purpose: shapely warns while building such rings.
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 
 # Coordinates: mostly plausible degrees, sometimes anything a float can be.
 IN_RANGE = st.tuples(st.floats(-180, 180), st.floats(-90, 90))
