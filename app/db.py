@@ -34,8 +34,11 @@ def _normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, settings: Settings) -> Engine:
-    """An engine with a bounded pool and a statement timeout, so no request hangs forever."""
+def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> Engine:
+    """An engine with a bounded pool and a statement timeout, so no request hangs forever.
+
+    ``pool_size``: connections kept (and as many more on demand); the settings' by default.
+    """
     # JIT off: the planner costs a bbox page of 1,000 customers high enough to JIT-compile it,
     # which doubled its time (bench/RESULTS.md); our queries are short and index-driven.
     # Custom plans always: psycopg prepares a statement after its 5th run, and PostgreSQL then
@@ -48,8 +51,8 @@ def make_engine(url: str, settings: Settings) -> Engine:
     )
     return create_engine(
         url,
-        pool_size=settings.database.pool_size,
-        max_overflow=settings.database.pool_size,
+        pool_size=pool_size or settings.database.pool_size,
+        max_overflow=pool_size or settings.database.pool_size,
         pool_pre_ping=True,
         connect_args={
             "options": options,

@@ -56,7 +56,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
-        app.state.indexes = IndexRegistry(app.state.sessionmaker)
+        # Index builds read through connections of their own. A request holding a pooled
+        # connection may wait for a refresh (registry.current); a refresh asking the same
+        # pool for a second connection deadlocked both workers once ~10 map reads did that
+        # after an edit (bench/bench_load.py). Refreshes run one at a time (the registry's
+        # lock), so a pool of one, with one more on demand, is never waited on for long.
+        index_engine = make_engine(url, settings, pool_size=1)
+        app.state.indexes = IndexRegistry(sessionmaker(index_engine, expire_on_commit=False))
         if settings.index.warm:
             app.state.indexes.warm()
         listener = ChangeListener(conninfo(url), app.state.indexes.changed)
@@ -66,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             listener.stop()
+            index_engine.dispose()
             engine.dispose()
 
     app = FastAPI(
