@@ -48,21 +48,13 @@ STALE_S = 2.0  # an idle connection older than this is closed rather than reused
 
 
 @dataclass
-class Run:
-    """What one open-loop run needs, and what it found."""
+class Pool:
+    """Keep-alive connections to one server, the most recently used first."""
 
     host: str
     port: int
-    requests: list[bytes]
-    expected: list[int | None]
     idle: list[tuple[Connection, float]] = field(default_factory=list)  # and when last used
     opened: int = 0
-    retried: int = 0
-    latency_s: list[float] = field(default_factory=list)  # from the due time
-    service_s: list[float] = field(default_factory=list)  # from the send
-    lag_s: list[float] = field(default_factory=list)  # send - due: the generator's own delay
-    errors: list[str] = field(default_factory=list)
-    wrong: int = 0
 
     async def connect(self) -> Connection:
         """A new keep-alive connection to the server."""
@@ -77,6 +69,30 @@ class Run:
                 return conn, True
             conn[1].close()  # the server may be closing it (uvicorn's keep-alive is 5 s)
         return await self.connect(), False
+
+    def give(self, conn: Connection) -> None:
+        """Back to the idle ones after a complete answer."""
+        self.idle.append((conn, time.perf_counter()))
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for (_, writer), _ in self.idle:
+            writer.close()
+        self.idle.clear()
+
+
+@dataclass
+class Run(Pool):
+    """What one open-loop run needs, and what it found."""
+
+    requests: list[bytes] = field(kw_only=True)
+    expected: list[int | None] = field(kw_only=True)
+    retried: int = 0
+    latency_s: list[float] = field(default_factory=list)  # from the due time
+    service_s: list[float] = field(default_factory=list)  # from the send
+    lag_s: list[float] = field(default_factory=list)  # send - due: the generator's own delay
+    errors: list[str] = field(default_factory=list)
+    wrong: int = 0
 
     async def one(self, i: int, due: float) -> None:
         """Send request ``i`` now (it was due at ``due``), read and check its answer."""
@@ -152,7 +168,7 @@ async def run_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
     requests = [
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode() for path in spec["paths"]
     ]
-    run = Run(host, port, requests, spec["expected"])
+    run = Run(host, port, requests=requests, expected=spec["expected"])
     run.idle = [(await run.connect(), time.perf_counter()) for _ in range(spec["connections"])]
     total = round(spec["rate"] * spec["seconds"])
     seconds = await _on_schedule(total, spec["rate"], run.one)
@@ -213,40 +229,6 @@ def summary(run: Run, total: int, seconds: float) -> dict[str, Any]:
 
 def _ms(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q) * 1000) if values else float("nan")
-
-
-@dataclass
-class Pool:
-    """Keep-alive connections to one server, the most recently used first (as Run keeps them)."""
-
-    host: str
-    port: int
-    idle: list[tuple[Connection, float]] = field(default_factory=list)  # and when last used
-    opened: int = 0
-
-    async def connect(self) -> Connection:
-        """A new keep-alive connection to the server."""
-        self.opened += 1
-        return await asyncio.open_connection(self.host, self.port)
-
-    async def take(self) -> tuple[Connection, bool]:
-        """The most recently used idle connection, or a new one; (connection, reused)."""
-        while self.idle:
-            conn, used = self.idle.pop()
-            if time.perf_counter() - used < STALE_S:
-                return conn, True
-            conn[1].close()  # the server may be closing it (uvicorn's keep-alive is 5 s)
-        return await self.connect(), False
-
-    def give(self, conn: Connection) -> None:
-        """Back to the idle ones after a complete answer."""
-        self.idle.append((conn, time.perf_counter()))
-
-    def close(self) -> None:
-        """Close every idle connection."""
-        for (_, writer), _ in self.idle:
-            writer.close()
-        self.idle.clear()
 
 
 @dataclass
