@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, cast
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,17 +23,20 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import boundaries, demo, embedded
 from app.assign import after_customers, assign_layer, before_customers
+from app.auth import TOKEN_PREFIX, new_key
 from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
 from app.indexes import IndexRegistry
-from app.repositories import customers, layers
+from app.repositories import customers, keys, layers
+from app.schemas import KeyCreate
 from app.settings import Settings
 from app.territory_files import (
     ExportFormat,
@@ -73,10 +78,17 @@ territories_cli = typer.Typer(
     epilog="Example: territory territories import partners-2026 partners.gpkg --replace",
     no_args_is_help=True,
 )
+keys_cli = typer.Typer(
+    help="API keys: every HTTP request needs one (read, write or admin), except /health, the "
+    "docs and the map page.",
+    epilog="Example: territory keys create --role read --layers partners-2026 --label acme",
+    no_args_is_help=True,
+)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(boundaries_cli, name="boundaries")
 cli.add_typer(customers_cli, name="customers")
 cli.add_typer(territories_cli, name="territories")
+cli.add_typer(keys_cli, name="keys")
 
 
 def _engine(settings: Settings) -> Engine:
@@ -378,6 +390,108 @@ def assign(
         f"[green]{layer}: {result.assigned} assigned[/green], {result.unassigned} unassigned, "
         f"{result.contested} contested, {result.pinned} pinned, in {result.seconds} s"
     )
+
+
+class KeyRole(StrEnum):
+    """A key's role, as the command line spells it."""
+
+    read = "read"
+    write = "write"
+    admin = "admin"
+
+
+@keys_cli.command("create")
+def keys_create(
+    role: Annotated[
+        KeyRole,
+        typer.Option(
+            help="read: GETs, look-ups, analyses, exports; write: also territory, customer, "
+            "pin and import changes; admin: also layers and keys."
+        ),
+    ],
+    layers_: Annotated[
+        str | None,
+        typer.Option(
+            "--layers",
+            help="Comma-separated layers the key is limited to (others look as if they did "
+            "not exist). Omit for every layer. Not for admin keys.",
+        ),
+    ] = None,
+    label: Annotated[str, typer.Option(help="Whose key, what for.")] = "",
+    replace: Annotated[
+        bool,
+        typer.Option(
+            help="First revoke the keys with the same label (one live key per label: what a "
+            "script that makes its own key on every run wants)."
+        ),
+    ] = False,
+) -> None:
+    """Create an API key and print it (on stdout, alone): it is shown this once only.
+
+    Example: territory keys create --role write --layers partners-2026 --label "acme crm"
+    """
+    names = None if layers_ is None else [n.strip() for n in layers_.split(",") if n.strip()]
+    try:
+        body = KeyCreate(role=role.value, layers=names, label=label)
+    except ValidationError as exc:
+        console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
+        raise typer.Exit(2) from None
+    made = new_key()
+    with _session() as (_, session):
+        if replace:
+            for old in keys.listing(session):
+                if old.label == body.label:
+                    keys.revoke(session, key_id=old.id)
+        key = keys.create(
+            session,
+            prefix=made.prefix,
+            secret_sha256=made.secret_sha256,
+            role=body.role,
+            layers=body.layers,
+            label=body.label,
+        )
+        session.commit()
+        scope = "every layer" if key.layers is None else ", ".join(key.layers)
+        console.print(f"[green]key {key.id} created[/green]: role {key.role}, {scope}")
+    console.print("store it now; it cannot be shown again:")
+    typer.echo(made.token)  # stdout, alone: KEY=$(territory keys create ...) works
+
+
+@keys_cli.command("list")
+def keys_list(
+    revoked: Annotated[bool, typer.Option(help="Include revoked keys.")] = False,
+) -> None:
+    """List the API keys: id, prefix, role, layers, label (never the keys themselves).
+
+    Example: territory keys list --revoked
+    """
+    table = Table("id", "prefix", "role", "layers", "label", "created", "revoked")
+    with _session() as (_, session):
+        for key in keys.listing(session, include_revoked=revoked):
+            table.add_row(
+                str(key.id),
+                f"{TOKEN_PREFIX}{key.prefix}_...",
+                key.role,
+                "every layer" if key.layers is None else ", ".join(key.layers),
+                key.label,
+                f"{key.created_at:%Y-%m-%d %H:%M}",
+                "" if key.revoked_at is None else f"{key.revoked_at:%Y-%m-%d %H:%M}",
+            )
+    Console().print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(min=1, help="The key's id (territory keys list).")],
+) -> None:
+    """Revoke an API key: every running worker refuses it from then on.
+
+    Example: territory keys revoke 3
+    """
+    with _session() as (_, session):
+        prefix = keys.revoke(session, key_id=key_id).prefix
+        session.commit()
+    console.print(f"[green]key {key_id} ({TOKEN_PREFIX}{prefix}_...) revoked[/green]")
 
 
 @cli.command("demo")

@@ -43,6 +43,26 @@ class NotFoundError(ServiceError):
     """An unknown layer, territory or customer."""
 
 
+def unknown_layer(name: str) -> NotFoundError:
+    """The error for a layer that does not exist, or that the caller's key may not see."""
+    return NotFoundError(f"layer '{name}' does not exist; GET /layers lists them", field="layer")
+
+
+def unknown_collection(collection_id: str) -> NotFoundError:
+    """The error for an OGC API collection that does not exist, or that the key may not see."""
+    return NotFoundError(
+        f"no collection {collection_id!r}: GET /ogc/collections lists them", field="collectionId"
+    )
+
+
+class UnauthorizedError(ServiceError):
+    """No API key, or one that is not valid, where one is needed."""
+
+
+class ForbiddenError(ServiceError):
+    """The API key is valid but its role does not allow this."""
+
+
 class ConflictError(ServiceError):
     """The request conflicts with what is stored (e.g. a layer name taken)."""
 
@@ -67,6 +87,8 @@ OGC_PREFIX = "/ogc"  # where the OGC API - Features routes live (app/routes/ogc.
 
 # The one table: exception class -> (status, title). Most specific classes first.
 _STATUS: list[tuple[type[Exception], int, str]] = [
+    (UnauthorizedError, 401, "Unauthorized"),
+    (ForbiddenError, 403, "Forbidden"),
     (NotFoundError, 404, "Not found"),
     (ConflictError, 409, "Conflict"),
     (PayloadTooLargeError, 413, "Payload too large"),
@@ -88,6 +110,8 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {"Retry-After": "5"} if status == 503 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="territory"'}
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -103,6 +127,13 @@ def _domain_handler(request: Request, exc: Exception) -> Response:
                 status, title, _detail(exc, status), **_extras(exc), instance=request.url.path
             )
     return _unexpected(request, exc)
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """True when ``exc`` says the database cannot be reached (a 503, not the request's fault)."""
+    if isinstance(exc, embedded.EmbeddedDatabaseError):
+        return True
+    return isinstance(exc, OperationalError) and not _is_limit_exceeded(exc)
 
 
 def _is_limit_exceeded(exc: Exception) -> bool:

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 
 from app import __version__, docs, errors, mapview, observability
+from app.auth import Authenticate, KeyRing, Principal, Role
 from app.cache import LruCache
 from app.db import make_engine, migrate, resolve_database_url
 from app.fastlookup import LookupFastPath
@@ -17,6 +18,7 @@ from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
 from app.notify import ChangeListener, conninfo
 from app.routes import (
+    apikeys,
     assignments,
     balance,
     coverage,
@@ -56,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
+        # The keys in use, in memory: look-ups stay authorised while the database is away.
+        app.state.keys = KeyRing(app.state.sessionmaker)
+        app.state.keys.load()
         # Index builds read through connections of their own. A request holding a pooled
         # connection may wait for a refresh (registry.current); a refresh asking the same
         # pool for a second connection deadlocked both workers once ~10 map reads did that
@@ -65,7 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.indexes = IndexRegistry(sessionmaker(index_engine, expire_on_commit=False))
         if settings.index.warm:
             app.state.indexes.warm()
-        listener = ChangeListener(conninfo(url), app.state.indexes.changed)
+        listener = ChangeListener(
+            conninfo(url), app.state.indexes.changed, on_keys=app.state.keys.changed
+        )
         listener.start()
         app.state.change_listener = listener
         try:
@@ -90,6 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     mapview.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(LookupFastPath)  # GET /lookup's hot path, ahead of routing
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
+    # Outside the look-up path and the body limit: who is calling is settled first, and a
+    # request without a valid key is answered 401 before its body is read.
+    app.add_middleware(Authenticate, anonymous=_anonymous(settings))
     if settings.api.cors_origins:
         # Added last, so outermost: it answers preflights and tags every answer, the fast
         # look-up path's included.
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         health,
         metrics,
+        apikeys,
         layers,
         territories,
         customers,
@@ -118,3 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     return app
+
+
+def _anonymous(settings: Settings) -> Principal | None:
+    """The principal of requests without a key: a reader when anonymous reads are on."""
+    if not settings.auth.anonymous_read:
+        return None
+    layers = frozenset(settings.auth.anonymous_layers) or None
+    return Principal(role=Role.READ, layers=layers)

@@ -4,8 +4,9 @@ One look-up costs the engine a few microseconds; FastAPI's routing, parameter ha
 dependency solving cost ~200 µs more (bench/RESULTS.md, "HTTP"). This pure ASGI middleware
 answers the well-formed requests for a layer the worker holds, with exactly the body the
 ``GET /lookup`` route gives (``routes.lookup.point_answer``). Anything else (a missing,
-repeated or unusual parameter, a number out of range, a layer not held yet) goes on to the
-route, which validates it, answers or explains the error, and documents the endpoint.
+repeated or unusual parameter, a number out of range, a layer not held yet or hidden from the
+caller's key) goes on to the route, which validates it, answers or explains the error, and
+documents the endpoint. The caller was authenticated before (app.auth.Authenticate).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.auth import PRINCIPAL, Principal
 from app.indexes import IndexRegistry
 from app.routes.lookup import point_answer
 
@@ -54,6 +56,9 @@ def _answer(scope: Scope) -> bytes | None:
     lon, lat = _number(params["lon"]), _number(params["lat"])
     if lon is None or lat is None or abs(lon) > 180 or abs(lat) > 90:
         return None
+    principal: Principal | None = scope.get(PRINCIPAL)  # app.auth.Authenticate, outside us
+    if principal is None or not principal.sees(params["layer"]):
+        return None  # the route answers it: the same 404 as an unknown layer
     registry: IndexRegistry = scope["app"].state.indexes
     entry = registry.held(params["layer"])
     if entry is None:

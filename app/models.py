@@ -18,17 +18,19 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 TERRITORY_KINDS = ("state", "county", "custom")
 DECIDING_RULES = ("pinned", "only", "priority", "area", "id")
+KEY_ROLES = ("read", "write", "admin")
 
 
 class Base(DeclarativeBase):
@@ -193,3 +195,23 @@ class Boundary(Base):
         CheckConstraint("level IN ('state', 'county')", name="boundaries_level"),
         Index("ix_boundaries_state_code", "state_code"),
     )
+
+
+class ApiKey(Base):
+    """An API key: found by its public prefix, checked by the SHA-256 of the whole key."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("role IN ('read', 'write', 'admin')", name="ck_api_keys_role"),
+        CheckConstraint("role <> 'admin' OR layers IS NULL", name="ck_api_keys_admin_unscoped"),
+        CheckConstraint("octet_length(secret_sha256) = 32", name="ck_api_keys_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    prefix: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    secret_sha256: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    role: Mapped[str] = mapped_column(Text, nullable=False)
+    layers: Mapped[list[str] | None] = mapped_column(ARRAY(Text))  # None: every layer
+    label: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from app.repositories.keys import KEYS_CHANNEL
 from app.repositories.layers import CHANGES_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,23 @@ def conninfo(sqlalchemy_url: str) -> str:
 
 
 class ChangeListener(threading.Thread):
-    """A daemon thread calling ``on_change(layer)`` for every committed layer change."""
+    """A daemon thread calling ``on_change(layer)`` for every committed layer change.
 
-    def __init__(self, dsn: str, on_change: Callable[[str], None]) -> None:
+    ``on_keys(prefix)`` hears of every created or revoked API key, and ``on_keys(None)`` each
+    time LISTEN begins (keys changed while nobody listened are read again).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        on_change: Callable[[str], None],
+        *,
+        on_keys: Callable[[str | None], None] | None = None,
+    ) -> None:
         super().__init__(name="territory-change-listener", daemon=True)
         self._dsn = dsn
         self._on_change = on_change
+        self._on_keys = on_keys
         self._known: set[str] = set()  # every layer seen or heard of, deleted ones included
         self._stopping = threading.Event()
         self.listening = threading.Event()  # set while LISTEN is active (tests wait on it)
@@ -62,12 +74,27 @@ class ChangeListener(threading.Thread):
     def _listen(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             conn.execute(f"LISTEN {CHANGES_CHANNEL}")
+            conn.execute(f"LISTEN {KEYS_CHANNEL}")
             self.listening.set()
+            self._keys_changed(None)
             self._catch_up(conn)
             while not self._stopping.is_set():
                 for notice in conn.notifies(timeout=0.5):
+                    if notice.channel == KEYS_CHANNEL:
+                        self._keys_changed(notice.payload)
+                        continue
                     self._known.add(notice.payload)
                     self._deliver(notice.payload)
+
+    def _keys_changed(self, prefix: str | None) -> None:
+        if self._on_keys is None:
+            return
+        try:
+            self._on_keys(prefix)
+        except psycopg.OperationalError:
+            raise  # the database went away: reconnect, which reads every key again
+        except Exception:  # a failed re-read must not stop the listener
+            log.exception("re-reading API keys failed")
 
     def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
         # After LISTEN, so a change is either heard from now on or already stored here.

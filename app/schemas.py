@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -77,6 +77,62 @@ class LayerCreate(BaseModel):
                 f"{name!r} is reserved (an OGC API collection of its own); choose another name"
             )
         return name
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+class KeyCreate(BaseModel):
+    """A new API key: its role and, for read and write keys, optionally its layers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["read", "write", "admin"] = Field(
+        description="read: GETs, look-ups, analyses; write: also territory, customer and "
+        "import changes; admin: also layers and keys"
+    )
+    layers: list[Annotated[str, Field(pattern=LAYER_NAME_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="The only layers the key may see (others answer 404 as if they did not "
+        "exist); omitted: every layer. Admin keys are never limited.",
+        examples=[["partners-2026"]],
+    )
+    label: str = Field(default="", max_length=200, description="Whose key, what for")
+
+    @model_validator(mode="after")
+    def _admin_unlimited(self) -> KeyCreate:
+        if self.role == "admin" and self.layers is not None:
+            raise ValueError(
+                "admin keys cannot be limited to layers (they manage keys); drop 'layers' or "
+                "choose role read or write"
+            )
+        return self
+
+
+class KeyPublic(BaseModel):
+    """An API key as the API shows it: never the key itself, which is shown once."""
+
+    id: int
+    prefix: str = Field(description="The key's public part: tmk_<prefix>_...")
+    role: Literal["read", "write", "admin"]
+    layers: list[str] | None = Field(description="The layers it is limited to; null: every one")
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    """A new key, with the key itself: store it now, it cannot be shown again."""
+
+    key: str = Field(description="Send as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+
+
+class KeyList(BaseModel):
+    """API keys."""
+
+    keys: list[KeyPublic]
 
 
 class LayerPublic(BaseModel):

@@ -54,6 +54,19 @@ class ApiSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
 
 
+class AuthSettings(BaseSettings):
+    """Who may call without an API key (keys themselves live in the database)."""
+
+    model_config = SettingsConfigDict(env_prefix=f"{ENV_PREFIX}AUTH_", extra="ignore")
+
+    # Anonymous read access, for public maps: requests without a key may read (GETs, look-ups,
+    # analyses), never write. Off by default: every request needs a key.
+    anonymous_read: bool = False
+    # With anonymous_read: the layers anonymous readers see (empty: every layer), e.g.
+    # TERRITORY_AUTH_ANONYMOUS_LAYERS='["states","counties"]'.
+    anonymous_layers: list[str] = Field(default_factory=list)
+
+
 class IndexSettings(BaseSettings):
     """The in-memory territory indexes each worker keeps."""
 
@@ -92,6 +105,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     data_dir: Path = PROJECT_ROOT / "data"

@@ -29,6 +29,7 @@ from app.boundaries import load as load_boundaries
 from app.db import alembic_config, make_engine, migrate
 from app.factory import create_app
 from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
+from tests.keys import bearer, make_key
 
 TEST_DATABASE = os.environ.get("TERRITORY_TEST_DATABASE", "territory_test")
 REFERENCE_LAYERS = ("states", "counties")
@@ -74,6 +75,18 @@ def engine(settings: Settings) -> Iterator[Engine]:
     eng.dispose()
 
 
+@pytest.fixture(scope="session")
+def admin_key(engine: Engine) -> str:
+    """An admin key every test client sends (tests use keys, as every client must)."""
+    return make_key(engine, "admin", label="tests: admin")
+
+
+@pytest.fixture(scope="session")
+def auth_headers(admin_key: str) -> dict[str, str]:
+    """The admin key as request headers."""
+    return bearer(admin_key)
+
+
 @pytest.fixture
 def session(engine: Engine) -> Iterator[Session]:
     """A session for checks made directly in SQL (the oracle)."""
@@ -92,9 +105,11 @@ def clean(engine: Engine) -> None:
 
 
 @pytest.fixture
-def client(settings: Settings, engine: Engine, clean: None) -> Iterator[TestClient]:
-    """An HTTP client on a freshly built app (lifespan run) over the test database."""
-    with TestClient(create_app(settings)) as c:
+def client(
+    settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
+    """An HTTP client (with the admin key) on a freshly built app over the test database."""
+    with TestClient(create_app(settings), headers=auth_headers) as c:
         yield c
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import ConflictError, NotFoundError
+from app.errors import ConflictError, unknown_layer
 from app.models import Layer, Territory
 
 
@@ -23,7 +23,7 @@ def get_by_name(session: Session, *, name: str, for_change: bool = False) -> Lay
         stmt = stmt.with_for_update(key_share=True)  # FOR NO KEY UPDATE: inserts may still refer
     layer = session.scalar(stmt)
     if layer is None:
-        raise NotFoundError(f"layer '{name}' does not exist; GET /layers lists them", field="layer")
+        raise unknown_layer(name)
     return layer
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Response, status
 
 from app.assign import assign_layer
+from app.auth import READ, WRITE
 from app.db import SessionDep
 from app.errors import NotFoundError
 from app.indexes import IndexDep
@@ -14,10 +15,10 @@ from app.repositories import assignments, customers, layers, territories
 from app.routes.params import PROBLEMS, CustomerId
 from app.schemas import AssignPublic, OwnershipPublic, PinCreate, TerritoryRef
 
-router = APIRouter(tags=["assignments"], responses=PROBLEMS)
+router = APIRouter(tags=["assignments"], responses=PROBLEMS, dependencies=[READ])
 
 
-@router.post("/layers/{layer}/assign", response_model=AssignPublic)
+@router.post("/layers/{layer}/assign", response_model=AssignPublic, dependencies=[WRITE])
 def assign(layer: str, session: SessionDep, registry: IndexDep) -> AssignPublic:
     """Assign every customer to the territory that owns it, in one transaction, with counts."""
     result = assign_layer(session, layer=layer, registry=registry)
@@ -25,7 +26,9 @@ def assign(layer: str, session: SessionDep, registry: IndexDep) -> AssignPublic:
     return AssignPublic(**asdict(result))
 
 
-@router.put("/layers/{layer}/pins/{customer_id}", response_model=OwnershipPublic)
+@router.put(
+    "/layers/{layer}/pins/{customer_id}", response_model=OwnershipPublic, dependencies=[WRITE]
+)
 def pin_customer(
     layer: str,
     customer_id: CustomerId,
@@ -43,7 +46,11 @@ def pin_customer(
     return OwnershipPublic(layer=layer, territory=TerritoryRef(**territory), rule="pinned")
 
 
-@router.delete("/layers/{layer}/pins/{customer_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/layers/{layer}/pins/{customer_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[WRITE],
+)
 def unpin_customer(layer: str, customer_id: CustomerId, session: SessionDep) -> Response:
     """Remove a pin: geography decides again (now, if the layer is kept assigned)."""
     target = layers.get_by_name(session, name=layer, for_change=True)

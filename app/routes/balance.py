@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app.auth import READ
 from app.cache import LruCache
 from app.coverage import balance_report
 from app.db import SessionDep
@@ -16,7 +17,7 @@ from app.routes.params import PROBLEMS, geojson
 from app.schemas import FeatureCollectionPublic
 from spatial.coverage import tolerance_for_zoom
 
-router = APIRouter(tags=["analysis"], responses=PROBLEMS)
+router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
 
 
 @router.get(

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from app.auth import READ
 from app.cache import LruCache
 from app.coverage import CoverageOptions, coverage_map, etag
 from app.db import SessionDep
@@ -17,7 +18,7 @@ from app.routes.params import PROBLEMS, BboxDep, geojson
 from app.schemas import FeatureCollectionPublic
 from spatial.coverage import tolerance_for_zoom
 
-router = APIRouter(tags=["analysis"], responses=PROBLEMS)
+router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
 
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified: the If-None-Match ETag is current"}

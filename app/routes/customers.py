@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, Request, UploadFile
 
 from app.assign import after_customers, before_customers
+from app.auth import READ, WRITE_ALL, ReadDep
 from app.customer_files import CustomerBatch, batch_from_file, batch_from_json_body
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
@@ -23,7 +24,7 @@ from app.schemas import (
     TerritoryRef,
 )
 
-router = APIRouter(prefix="/customers", tags=["customers"], responses=PROBLEMS)
+router = APIRouter(prefix="/customers", tags=["customers"], responses=PROBLEMS, dependencies=[READ])
 
 CustomersBody = Annotated[
     list[dict[str, Any]] | dict[str, Any],
@@ -77,14 +78,14 @@ def customer_feature(row: dict[str, Any]) -> dict[str, Any]:
     return feature(row["id"], row["geometry"], props)
 
 
-@router.post("", response_model=CountsPublic)
+@router.post("", response_model=CountsPublic, dependencies=[WRITE_ALL])
 def upsert_customers(body: CustomersBody, session: SessionDep, registry: IndexDep) -> CountsPublic:
     """Insert or update customers by external_id, all or nothing."""
     batch = batch_from_json_body(body)
     return _store(session, registry, batch)
 
 
-@router.post("/import", response_model=CountsPublic)
+@router.post("/import", response_model=CountsPublic, dependencies=[WRITE_ALL])
 def import_customers(
     file: Annotated[
         UploadFile,
@@ -127,14 +128,15 @@ def get_customer(customer_id: CustomerId, session: SessionDep) -> GeoJSONRespons
 
 @router.get("/{customer_id}/territories", response_model=CustomerTerritoriesPublic)
 def customer_territories(
-    customer_id: CustomerId, session: SessionDep, registry: IndexDep
+    customer_id: CustomerId, session: SessionDep, registry: IndexDep, principal: ReadDep
 ) -> CustomerTerritoriesPublic:
-    """The customer's owning territory in every layer, with the rule that decided."""
+    """The customer's owning territory in every layer the key sees, with the deciding rule."""
     external_id, lon, lat = repo.location(session, customer_id=customer_id)
     pins = assignments.pins_of(session, customer_id=customer_id)
     found = [
         _ownership(registry.get(layer.name), pins.get(layer.id), lon, lat)
         for layer in layers.all_layers(session)
+        if principal.sees(layer.name)
     ]
     return CustomerTerritoriesPublic(
         customer_id=customer_id, external_id=external_id, point=[lon, lat], layers=found

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
+from app.auth import READ, WRITE
 from app.db import SessionDep
 from app.errors import InputError
 from app.indexes import IndexDep
@@ -26,7 +27,9 @@ from app.territory_files import (
     read_territories,
 )
 
-router = APIRouter(prefix="/layers/{layer}", tags=["files"], responses=PROBLEMS)
+router = APIRouter(
+    prefix="/layers/{layer}", tags=["files"], responses=PROBLEMS, dependencies=[READ]
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,11 @@ _UNSUPPORTED: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/import", response_model=ImportPublic, responses=_UNSUPPORTED, openapi_extra=_UPLOAD_BODY
+    "/import",
+    response_model=ImportPublic,
+    responses=_UNSUPPORTED,
+    openapi_extra=_UPLOAD_BODY,
+    dependencies=[WRITE],
 )
 def import_file(
     *,

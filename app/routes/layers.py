@@ -6,13 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
+from app.auth import ADMIN, READ, ReadDep
 from app.db import SessionDep
 from app.indexes import IndexDep
 from app.repositories import layers as repo
 from app.routes.params import PROBLEMS
 from app.schemas import LayerCreate, LayerList, LayerPublic
 
-router = APIRouter(prefix="/layers", tags=["layers"], responses=PROBLEMS)
+router = APIRouter(prefix="/layers", tags=["layers"], responses=PROBLEMS, dependencies=[READ])
 
 
 def _public(request: Request, summary: dict[str, Any]) -> LayerPublic:
@@ -33,7 +34,9 @@ def _public(request: Request, summary: dict[str, Any]) -> LayerPublic:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=LayerPublic)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=LayerPublic, dependencies=[ADMIN]
+)
 def create_layer(
     body: LayerCreate, request: Request, session: SessionDep, response: Response
 ) -> LayerPublic:
@@ -46,9 +49,10 @@ def create_layer(
 
 
 @router.get("", response_model=LayerList)
-def list_layers(request: Request, session: SessionDep) -> LayerList:
-    """Every layer with its territory count and extent."""
-    return LayerList(layers=[_public(request, s) for s in repo.summaries(session)])
+def list_layers(request: Request, session: SessionDep, principal: ReadDep) -> LayerList:
+    """Every layer the key sees, with its territory count and extent."""
+    summaries = [s for s in repo.summaries(session) if principal.sees(s["layer"].name)]
+    return LayerList(layers=[_public(request, s) for s in summaries])
 
 
 @router.get("/{layer}", response_model=LayerPublic)
@@ -57,7 +61,7 @@ def get_layer(layer: str, request: Request, session: SessionDep) -> LayerPublic:
     return _public(request, repo.summaries(session, name=layer)[0])
 
 
-@router.delete("/{layer}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{layer}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ADMIN])
 def delete_layer(layer: str, session: SessionDep, registry: IndexDep) -> Response:
     """Delete a layer with its territories and assignments."""
     repo.remove(session, name=layer)

@@ -11,14 +11,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InputError
+from app.auth import READ, Principal, ReadDep
+from app.errors import InputError, unknown_layer
 from app.geojson import GeoJSONResponse
 from app.indexes import IndexDep, IndexRegistry, LayerIndex
 from app.routes.params import PROBLEMS
 from app.schemas import LookupPublic
 from spatial.index import RULES
 
-router = APIRouter(tags=["lookup"], responses=PROBLEMS)
+router = APIRouter(tags=["lookup"], responses=PROBLEMS, dependencies=[READ])
 
 MAX_POINTS = 100_000
 NDJSON = "application/x-ndjson"
@@ -113,6 +114,7 @@ _BODY_SCHEMA = {
 async def lookup_points(
     request: Request,
     registry: IndexDep,
+    principal: ReadDep,
     layer: Annotated[str | None, Query(description="Layer (or give it in the body)")] = None,
 ) -> Response:
     """Owners of many points, in input order (JSON, GeoJSON in and out, or NDJSON lines)."""
@@ -120,14 +122,18 @@ async def lookup_points(
     # pairs took longer than the look-ups themselves. The work runs off the event loop.
     raw = await request.body()
     accept = request.headers.get("accept", "")
-    return await run_in_threadpool(_lookup_many, raw, registry, layer, accept)
+    return await run_in_threadpool(_lookup_many, raw, registry, principal, layer, accept)
 
 
-def _lookup_many(raw: bytes, registry: IndexRegistry, layer: str | None, accept: str) -> Response:
+def _lookup_many(
+    raw: bytes, registry: IndexRegistry, principal: Principal, layer: str | None, accept: str
+) -> Response:
     body = _parse(raw)
     name = layer or body.get("layer")
     if not isinstance(name, str):
         raise InputError("give the layer: a 'layer' member or ?layer=", field="layer")
+    if not principal.sees(name):
+        raise unknown_layer(name)  # what an unknown layer gets, word for word
     is_geojson = body.get("type") == "FeatureCollection"
     features = body.get("features") if is_geojson else None
     coords = (

@@ -5,8 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from app import metrics
+from app.auth import ADMIN
+from app.routes.params import PROBLEMS
 
-router = APIRouter(tags=["health"])
+# Admin keys only: the series name every layer (index versions and sizes). Prometheus sends
+# the key with `authorization: {credentials: <key>}` in its scrape config.
+router = APIRouter(tags=["health"], dependencies=[ADMIN], responses=PROBLEMS)
 
 
 @router.get(

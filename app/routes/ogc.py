@@ -18,14 +18,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 
+from app.auth import READ, ReadDep
 from app.db import SessionDep
-from app.errors import OGC_PREFIX, NotFoundError, QueryError
+from app.errors import OGC_PREFIX, NotFoundError, QueryError, unknown_collection
 from app.geojson import GEOJSON
 from app.repositories import layers
 from app.repositories import ogc as repo
 from app.repositories.ogc import BOUNDARIES, CUSTOMERS, TERRITORIES, ItemQuery, Source
 from app.schemas import RESERVED_LAYER_NAMES
 
+# The landing page, conformance and API documents are public (app.auth.PUBLIC_PATHS); the
+# collections and their items need a key that may read, and see only the layers it may.
 router = APIRouter(prefix=OGC_PREFIX, tags=["ogc"])
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -106,10 +109,14 @@ def api(request: Request) -> Response:
     return Response(orjson.dumps(doc), media_type=OPENAPI_JSON)
 
 
-@router.get("/collections", name="ogc_collections", summary="The feature collections")
-def collections(request: Request, session: SessionDep, f: Format = None) -> Response:
-    """Every collection: one per layer, then customers and the US boundaries."""
-    names = [layer.name for layer in layers.all_layers(session)]
+@router.get(
+    "/collections", name="ogc_collections", summary="The feature collections", dependencies=[READ]
+)
+def collections(
+    request: Request, session: SessionDep, principal: ReadDep, f: Format = None
+) -> Response:
+    """Every collection the key sees: one per layer, then customers and the US boundaries."""
+    names = principal.visible(layer.name for layer in layers.all_layers(session))
     described = [_collection(request, session, cid) for cid in [*names, *REFERENCE]]
     doc = {
         "links": [
@@ -121,7 +128,12 @@ def collections(request: Request, session: SessionDep, f: Format = None) -> Resp
     return _answer(request, f, doc, _collections_html)
 
 
-@router.get("/collections/{collectionId}", name="ogc_collection", summary="One feature collection")
+@router.get(
+    "/collections/{collectionId}",
+    name="ogc_collection",
+    summary="One feature collection",
+    dependencies=[READ],
+)
 def collection(
     collectionId: str,  # noqa: N803 (the standard's name, which GDAL matches in the API paths)
     request: Request,
@@ -133,7 +145,10 @@ def collection(
 
 
 @router.get(
-    "/collections/{collectionId}/items", name="ogc_items", summary="Features of a collection"
+    "/collections/{collectionId}/items",
+    name="ogc_items",
+    summary="Features of a collection",
+    dependencies=[READ],
 )
 def items(
     *,
@@ -195,7 +210,12 @@ def items(
     return _answer(request, f, doc, _items_html, media_type=GEOJSON)
 
 
-@router.get("/collections/{collectionId}/items/{featureId}", name="ogc_item", summary="One feature")
+@router.get(
+    "/collections/{collectionId}/items/{featureId}",
+    name="ogc_item",
+    summary="One feature",
+    dependencies=[READ],
+)
 def item(
     collectionId: str,  # noqa: N803
     featureId: str,  # noqa: N803
@@ -229,10 +249,7 @@ def _source(session: Any, collection_id: str) -> tuple[Source, dict[str, Any], s
     try:
         layer = layers.get_by_name(session, name=collection_id)
     except NotFoundError:
-        raise NotFoundError(
-            f"no collection {collection_id!r}: GET /ogc/collections lists them",
-            field="collectionId",
-        ) from None
+        raise unknown_collection(collection_id) from None
     title = layer.title or layer.name
     return TERRITORIES, {"layer_id": layer.id}, title, layer.description or f"Layer {layer.name}"
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from app.auth import READ
 from app.cache import LruCache
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, page_links
@@ -24,7 +25,7 @@ from app.routes.params import MAX_LIMIT, PROBLEMS, TerritoryId, geojson
 from app.schemas import OverlapCollectionPublic
 from spatial.overlap import DEFAULT_MIN_AREA_KM2, Overlaps, contested_points, find_overlaps
 
-router = APIRouter(tags=["analysis"], responses=PROBLEMS)
+router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
 
 GEOJSON_DIGITS = 7  # decimal places of degrees (about 1 cm), as the territories' GeoJSON
 MinAreaQuery = Annotated[

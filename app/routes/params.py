@@ -59,6 +59,8 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: _problem("No API key, or one that is not valid (unknown, revoked, mistyped)"),
+    403: _problem("The API key's role does not allow this"),
     404: _problem("Unknown layer, territory or customer"),
     413: _problem("Request body too large"),
     422: _problem("Invalid input: the problem names the field, row or coordinate"),

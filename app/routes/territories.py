@@ -10,6 +10,7 @@ from pydantic import Discriminator, Tag
 from sqlalchemy.orm import Session
 
 from app.assign import after_change, before_change
+from app.auth import READ, WRITE
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.indexes import IndexDep, IndexRegistry
@@ -33,7 +34,12 @@ from app.schemas import (
     TerritoryUpdate,
 )
 
-router = APIRouter(prefix="/layers/{layer}/territories", tags=["territories"], responses=PROBLEMS)
+router = APIRouter(
+    prefix="/layers/{layer}/territories",
+    tags=["territories"],
+    responses=PROBLEMS,
+    dependencies=[READ],
+)
 
 
 def _form(body: Any) -> str:
@@ -149,6 +155,7 @@ def _respond(
     status_code=status.HTTP_201_CREATED,
     response_class=GeoJSONResponse,
     responses=overlaps.with_dry_run(FeaturePublic, 201),
+    dependencies=[WRITE],
 )
 def create_territory(
     *,
@@ -200,6 +207,7 @@ def get_territory(layer: str, territory_id: TerritoryId, session: SessionDep) ->
     "/{territory_id}",
     response_class=GeoJSONResponse,
     responses=overlaps.with_dry_run(FeaturePublic),
+    dependencies=[WRITE],
 )
 def replace_territory(
     *,
@@ -227,6 +235,7 @@ def replace_territory(
     "/{territory_id}",
     response_class=GeoJSONResponse,
     responses=overlaps.with_dry_run(FeaturePublic),
+    dependencies=[WRITE],
 )
 def patch_territory(
     *,
@@ -250,7 +259,7 @@ def patch_territory(
     )
 
 
-@router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WRITE])
 def delete_territory(
     layer: str, territory_id: TerritoryId, session: SessionDep, registry: IndexDep
 ) -> Response:

@@ -28,6 +28,7 @@ import orjson
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.orm import Session
 
+from app.auth import READ
 from app.cache import LruCache
 from app.db import SessionDep
 from app.errors import NotFoundError
@@ -40,7 +41,7 @@ from app.routes.coverage import _matches
 from app.routes.params import PROBLEMS
 from spatial import coverage as coverage_engine
 
-router = APIRouter(prefix="/tiles", tags=["tiles"], responses=PROBLEMS)
+router = APIRouter(prefix="/tiles", tags=["tiles"], responses=PROBLEMS, dependencies=[READ])
 
 MVT = "application/vnd.mapbox-vector-tile"
 MAX_ZOOM = 22  # the deepest tile served

@@ -8,6 +8,7 @@ import numpy as np
 import shapely
 from fastapi import APIRouter, Query
 
+from app.auth import READ
 from app.db import SessionDep
 from app.errors import InputError
 from app.geojson import GeoJSONResponse, feature
@@ -17,7 +18,7 @@ from app.routes.params import PROBLEMS, geojson
 from app.schemas import LayerHealthPublic
 from spatial.health import DEFAULT_GAP_WIDTH_M, KINDS, Problem, check_layer, summary
 
-router = APIRouter(tags=["analysis"], responses=PROBLEMS)
+router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
 
 GapWidthQuery = Annotated[
     float,

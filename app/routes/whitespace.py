@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, FastAPI, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from app.auth import READ
 from app.db import SessionDep
 from app.errors import InputError
 from app.geojson import GEOJSON, GeoJSONResponse
@@ -27,7 +28,9 @@ from app.whitespace import Market, WhiteSpaceService
 from spatial.geometry import polygonal_from_geojson
 from spatial.whitespace import MAX_H3_RES
 
-router = APIRouter(prefix="/layers/{layer}/whitespace", tags=["analysis"], responses=PROBLEMS)
+router = APIRouter(
+    prefix="/layers/{layer}/whitespace", tags=["analysis"], responses=PROBLEMS, dependencies=[READ]
+)
 
 H3Res = Annotated[
     int, Query(ge=0, le=MAX_H3_RES, description="H3 resolution of the hexagon breakdown")

@@ -15,11 +15,13 @@ MAPS = "https://maps.example.com"
 
 
 @pytest.fixture
-def cors_client(settings: Settings, engine: Engine, clean: None) -> Iterator[TestClient]:
+def cors_client(
+    settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
     allowed = settings.model_copy(
         update={"api": settings.api.model_copy(update={"cors_origins": [MAPS]})}
     )
-    with TestClient(create_app(allowed)) as client:
+    with TestClient(create_app(allowed), headers=auth_headers) as client:
         yield client
 
 

@@ -16,6 +16,7 @@ from app.db import make_engine, migrate
 from app.factory import create_app
 from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
 from tests import canonical
+from tests.keys import bearer, make_key
 
 
 def test_lookups_survive_the_database_going_away(scratch_cluster: EmbeddedSettings) -> None:
@@ -28,11 +29,12 @@ def test_lookups_survive_the_database_going_away(scratch_cluster: EmbeddedSettin
     with Session(engine) as session:  # a layer stored before the app starts
         session.execute(text("INSERT INTO layers (name) VALUES ('solo')"))
         session.commit()
+    headers = bearer(make_key(engine, "write"))  # read from the database, then held in memory
     engine.dispose()
-    with TestClient(create_app(settings)) as first:
+    with TestClient(create_app(settings), headers=headers) as first:
         first.post("/layers/solo/territories", json=canonical.feature(canonical.SQUARE, name="Sq"))
     # A fresh app warms its indexes at start-up, then loses the database.
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=headers) as client:
         embedded.stop(scratch_cluster)
         answer = client.get("/lookup", params={"lon": 0.5, "lat": 0.5, "layer": "solo"})
         assert answer.status_code == 200

@@ -44,6 +44,7 @@ from app.repositories import customers, layers
 from app.settings import DatabaseSettings, EmbeddedSettings, Settings
 from app.territory_files import export_layer, import_territories, read_territories
 from tests import canonical
+from tests.keys import bearer, make_key
 
 CUSTOMERS = 50_000  # enough for the bulk paths (engine, COPY, partition swap) to do real work
 PROMPT_S = 5.0  # longest a request may take to answer while the database is away
@@ -60,6 +61,7 @@ class Scratch:
     dsn: str  # the same as a libpq connection string
     counties: Path  # the 3,230 counties as GeoJSON
     states: Path  # the 56 states as GeoJSON
+    key: str  # an admin API key
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment of a service process on this database (and nothing else)."""
@@ -93,8 +95,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scratch]:
                 exported = export_layer(session, layer=layer, fmt="geojson")
                 files[layer] = folder / f"{layer}.geojson"
                 files[layer].write_bytes(exported.content)
+        key = make_key(engine)
         engine.dispose()
-        yield Scratch(cluster, url, conninfo(url), files["counties"], files["states"])
+        yield Scratch(cluster, url, conninfo(url), files["counties"], files["states"], key)
     finally:
         embedded.stop(cluster)
         shutil.rmtree(embedded.data_dir(cluster), ignore_errors=True)
@@ -121,14 +124,15 @@ UNHELD_LOOKUP = "/lookup?lon=-100&lat=40&layer=states"  # a layer no worker has 
 class Worker:
     """One keep-alive connection, so every request on it reaches the same uvicorn worker."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, key: str) -> None:
         self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self._headers = {"Content-Type": "application/json", **bearer(key)}
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any, Any, float]:
         """(status, JSON body, headers, seconds taken)."""
         payload = None if body is None else json.dumps(body)
         started = time.monotonic()
-        self._conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        self._conn.request(method, path, body=payload, headers=self._headers)
         response = self._conn.getresponse()
         raw = response.read()
         took = time.monotonic() - started
@@ -144,13 +148,15 @@ class Worker:
         self._conn.close()
 
 
-def _each_worker(port: int, check: Callable[[Worker], bool], timeout_s: float) -> set[int]:
+def _each_worker(
+    port: int, key: str, check: Callable[[Worker], bool], timeout_s: float
+) -> set[int]:
     """Run ``check`` on fresh connections until it held on both workers; their pids."""
     done: set[int] = set()
     deadline = time.monotonic() + timeout_s
 
     def once(_: int) -> None:
-        worker = Worker(port)
+        worker = Worker(port, key)
         try:
             pid = worker.pid()
             if pid not in done and check(worker):
@@ -185,7 +191,7 @@ def service(db: Scratch, tmp_path: Path) -> Iterator[int]:
         while True:
             assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, log.read_text()[-3000:]
-            probe = Worker(port)
+            probe = Worker(port, db.key)
             try:
                 if probe.call("GET", "/health")[0] == 200:
                     break
@@ -207,7 +213,7 @@ def service(db: Scratch, tmp_path: Path) -> Iterator[int]:
 
 
 def test_service_rides_out_a_database_outage(db: Scratch, service: int) -> None:
-    first = Worker(service)
+    first = Worker(service, db.key)
     assert first.call("POST", "/layers", {"name": LAYER})[0] == 201
     square = canonical.feature(canonical.SQUARE, name="Square", owner="Ann")
     status, created, _, _ = first.call("POST", f"/layers/{LAYER}/territories", square)
@@ -234,7 +240,7 @@ def test_service_rides_out_a_database_outage(db: Scratch, service: int) -> None:
         assert (one[1], many[1]) == (answers["one"], answers["many"])
         return True
 
-    assert len(_each_worker(service, warm, timeout_s=30)) == 2
+    assert len(_each_worker(service, db.key, warm, timeout_s=30)) == 2
     assert answers["one"]["owner"]["name"] == "Square"
     assert [r["rule"] for r in answers["many"]["results"]] == ["only", "only", None]
 
@@ -272,7 +278,7 @@ def test_service_rides_out_a_database_outage(db: Scratch, service: int) -> None:
                     assert body["status"] == 503 and "127.0.0.1" not in json.dumps(body), body
             return True
 
-        assert len(_each_worker(service, down, timeout_s=30)) == 2
+        assert len(_each_worker(service, db.key, down, timeout_s=30)) == 2
         assert slowest < PROMPT_S, f"a request took {slowest:.1f} s with the database away"
     finally:
         embedded.ensure_running(db.cluster)
@@ -282,7 +288,7 @@ def test_service_rides_out_a_database_outage(db: Scratch, service: int) -> None:
     # database returns, before any worker is known to have reconnected) must reach both
     # workers' look-ups: the change listeners reconnect, and hear of what they missed.
     back = time.monotonic()
-    edit = Worker(service)
+    edit = Worker(service, db.key)
     while True:
         status, body, _, _ = edit.call("PATCH", territory, {"name": "Renamed"})
         if status == 200:
@@ -296,7 +302,7 @@ def test_service_rides_out_a_database_outage(db: Scratch, service: int) -> None:
         status, body, _, _ = worker.call("GET", "/lookup?" + _query(INSIDE))
         return bool(status == 200 and body["owner"]["name"] == "Renamed")
 
-    assert len(_each_worker(service, renamed, timeout_s=RECOVERY_S)) == 2, (
+    assert len(_each_worker(service, db.key, renamed, timeout_s=RECOVERY_S)) == 2, (
         "a worker still answers from before the edit"
     )
 
@@ -307,7 +313,7 @@ def test_service_rides_out_a_database_outage(db: Scratch, service: int) -> None:
             assert status == 200, (path, status, body)
         return True
 
-    assert len(_each_worker(service, healthy, timeout_s=RECOVERY_S)) == 2
+    assert len(_each_worker(service, db.key, healthy, timeout_s=RECOVERY_S)) == 2
     # Nothing written while the database was away.
     assert not _sql(db, "SELECT 1 FROM layers WHERE name = 'during-outage'")
     assert _one(db, "SELECT owner FROM territories WHERE id = %s", created["id"]) == "Ann"

@@ -21,12 +21,14 @@ SMALL_BODY = 200_000  # bytes: a body limit small enough to test cheaply
 
 
 @pytest.fixture
-def small(settings: Settings, engine: Engine, clean: None) -> Iterator[TestClient]:
+def small(
+    settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
     """The app with a 200 kB body limit."""
     tight = settings.model_copy(
         update={"api": settings.api.model_copy(update={"max_body_bytes": SMALL_BODY})}
     )
-    with TestClient(create_app(tight)) as client:
+    with TestClient(create_app(tight), headers=auth_headers) as client:
         yield client
 
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from app.auth import PRINCIPAL, Principal, Role
 from app.fastlookup import LookupFastPath
 from app.indexes import IndexRegistry
 from app.routes.lookup import NDJSON, NDJSON_CHUNK, point_answer
@@ -137,7 +138,12 @@ def _held_registry(client: TestClient) -> IndexRegistry:
     return registry
 
 
-async def _through_fast_path(registry: IndexRegistry, query: str) -> tuple[bool, bytes]:
+READER = Principal(role=Role.READ, key_id=1)
+
+
+async def _through_fast_path(
+    registry: IndexRegistry, query: str, principal: Principal | None = READER
+) -> tuple[bool, bytes]:
     """(did the request go on to the framework, the fast path's body if it answered)."""
     passed: list[bool] = []
     sent: list[bytes] = []
@@ -151,9 +157,20 @@ async def _through_fast_path(registry: IndexRegistry, query: str) -> tuple[bool,
 
     scope = {"type": "http", "method": "GET", "path": "/lookup",
              "query_string": query.encode(), "app": SimpleNamespace(state=SimpleNamespace(
-                 indexes=registry))}  # fmt: skip
+                 indexes=registry)), PRINCIPAL: principal}  # fmt: skip
     await LookupFastPath(framework)(scope, None, send)  # type: ignore[arg-type]
     return bool(passed), b"".join(sent)
+
+
+def test_the_fast_path_leaves_hidden_layers_and_unauthenticated_calls_to_the_route(
+    routes: TestClient,
+) -> None:
+    registry = _held_registry(routes)
+    query = f"lon=0.5&lat=0.5&layer={LAYER}"
+    assert asyncio.run(_through_fast_path(registry, query))[0] is False  # answered here
+    partner = Principal(role=Role.READ, layers=frozenset({"other"}), key_id=7)
+    assert asyncio.run(_through_fast_path(registry, query, partner)) == (True, b"")
+    assert asyncio.run(_through_fast_path(registry, query, None)) == (True, b"")
 
 
 def test_the_fast_path_answers_as_the_route_does(routes: TestClient) -> None:

@@ -33,7 +33,9 @@ def app_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def obs_client(app_settings: Settings, engine: Engine, clean: None) -> Iterator[TestClient]:
+def obs_client(
+    app_settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
     """A client on a fresh app with JSON logs; server errors answered, not raised."""
     app = create_app(app_settings)
 
@@ -41,7 +43,7 @@ def obs_client(app_settings: Settings, engine: Engine, clean: None) -> Iterator[
         raise RuntimeError("boom")
 
     app.add_api_route("/boom", boom)  # an unhandled error, as a bug would raise
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, headers=auth_headers) as c:
         yield c
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import subprocess
 import urllib.request
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.routes.ogc import CONFORMANCE
 from tests import canonical
+from tests.keys import bearer
 
 CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
 
@@ -182,30 +185,38 @@ def test_reserved_collection_ids_cannot_be_layers(client: TestClient) -> None:
 # --- a real client: GDAL's OGC API driver (Debian's gdal-bin) --------------------------------
 
 
-def _ogrinfo(*args: str) -> str:
+def _ogrinfo(*args: str, key: str) -> str:
     found = shutil.which("ogrinfo")
     assert found, "ogrinfo is not installed: run ./scripts/test, which installs gdal-bin"
-    done = subprocess.run([found, *args], capture_output=True, text=True, timeout=300, check=True)
+    # How GDAL users send a key: GDAL_HTTP_HEADERS (GDAL >= 3.6) on every request it makes.
+    env = {**os.environ, "GDAL_HTTP_HEADERS": f"Authorization: Bearer {key}"}
+    done = subprocess.run(
+        [found, *args], capture_output=True, text=True, timeout=300, check=True, env=env
+    )
     return done.stdout
 
 
-def test_gdal_lists_the_collections_and_reads_every_feature(live_server: str) -> None:
+def test_gdal_lists_the_collections_and_reads_every_feature(
+    live_server: str, admin_key: str
+) -> None:
     root = f"OAPIF:{live_server}/ogc"
-    listing = _ogrinfo("-ro", "-q", root)
+    ogrinfo = functools.partial(_ogrinfo, key=admin_key)
+    listing = ogrinfo("-ro", "-q", root)
     for name in ("counties", "states", "customers", "us-states", "us-counties"):
         assert f": {name} (" in listing or f": {name}\n" in listing, listing
-    summary = _ogrinfo("-ro", "-so", root, "states")
-    assert f"Feature Count: {_matched(live_server, 'states')}" in summary
+    summary = ogrinfo("-ro", "-so", root, "states")
+    matched = functools.partial(_matched, live_server, key=admin_key)
+    assert f"Feature Count: {matched('states')}" in summary
     # Every feature through the next links, at GDAL's default page size (10) and at 1,000.
     for extra in ((), ("-oo", "PAGE_SIZE=1000")):
-        dump = _ogrinfo("-ro", "-al", "-q", "-geom=NO", *extra, root, "counties")
-        assert dump.count("OGRFeature(counties)") == _matched(live_server, "counties")
-    one = _ogrinfo("-ro", "-al", "-q", "-geom=NO", root, "counties", "-where", "name = 'Kings'")
-    kings = _matched(live_server, "counties", "&name=Kings")
+        dump = ogrinfo("-ro", "-al", "-q", "-geom=NO", *extra, root, "counties")
+        assert dump.count("OGRFeature(counties)") == matched("counties")
+    one = ogrinfo("-ro", "-al", "-q", "-geom=NO", root, "counties", "-where", "name = 'Kings'")
+    kings = matched("counties", "&name=Kings")
     assert one.count("OGRFeature(counties)") == kings > 1  # Kings County, CA, NY, TX, ...
 
 
-def _matched(live_server: str, collection: str, query: str = "") -> int:
+def _matched(live_server: str, collection: str, query: str = "", *, key: str) -> int:
     url = f"{live_server}/ogc/collections/{collection}/items?limit=1{query}"
-    with urllib.request.urlopen(url) as response:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=bearer(key))) as response:
         return int(json.load(response)["numberMatched"])

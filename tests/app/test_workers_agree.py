@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,9 +29,11 @@ LAYER = "shared"
 
 
 @pytest.fixture
-def other_worker(settings: Settings, client: TestClient) -> Iterator[TestClient]:
+def other_worker(
+    settings: Settings, client: TestClient, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
     """A second app on the same database, as a second uvicorn worker would be."""
-    with TestClient(create_app(settings)) as second:
+    with TestClient(create_app(settings), headers=auth_headers) as second:
         assert second.app.state.change_listener.listening.wait(10)  # type: ignore[attr-defined]
         yield second
 
@@ -92,12 +95,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+@dataclass(frozen=True)
+class Live:
+    """A running service: its port and the headers (an admin key) every request carries."""
+
+    port: int
+    headers: dict[str, str]
+
+
+def _call(live: Live, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request on a fresh connection; (status, JSON body or None)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
     try:
         payload = None if body is None else json.dumps(body)
-        conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **live.headers}
+        conn.request(method, path, body=payload, headers=headers)
         response = conn.getresponse()
         raw = response.read()
         return response.status, json.loads(raw) if raw else None
@@ -108,18 +120,18 @@ def _call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any
 Probe = tuple[int, dict[str, Any], float, float]  # pid, answer, asked at, answered at
 
 
-def _probe(port: int) -> Probe:
+def _probe(live: Live) -> Probe:
     """On one fresh connection (so one worker): the worker's pid, then its GET /lookup answer,
     with the moments it was asked and answered (the probes run concurrently: only these order
     them)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=10)
     try:
         conn.request("GET", "/health")
         health = conn.getresponse()
         health.read()
         pid = int(health.getheader("X-Worker-Pid") or 0)
         asked = time.monotonic()
-        conn.request("GET", "/lookup?" + urlencode(POINT))
+        conn.request("GET", "/lookup?" + urlencode(POINT), headers=live.headers)
         answer = conn.getresponse()
         body = json.loads(answer.read())
         assert answer.status == 200, body
@@ -139,13 +151,13 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
             server.wait(timeout=10)
 
 
-def _wait_ready(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(live: Live, server: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"uvicorn exited: {log.read_text()[-2000:]}")
         try:
-            if _call(port, "GET", "/health")[0] == 200:
+            if _call(live, "GET", "/health")[0] == 200:
                 return
         except OSError:
             pass
@@ -154,7 +166,9 @@ def _wait_ready(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture
-def workers(settings: Settings, engine: Engine, clean: None, tmp_path: Path) -> Iterator[int]:
+def workers(
+    settings: Settings, engine: Engine, clean: None, tmp_path: Path, auth_headers: dict[str, str]
+) -> Iterator[Live]:
     """``uvicorn app.main:app --workers 2`` on a free loopback port over the test database."""
     assert settings.database.url
     port = _free_port()
@@ -170,26 +184,27 @@ def workers(settings: Settings, engine: Engine, clean: None, tmp_path: Path) -> 
         server = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+    live = Live(port, auth_headers)
     try:
-        _wait_ready(port, server, log)
-        yield port
+        _wait_ready(live, server, log)
+        yield live
     finally:
         _stop(server)
 
 
-def _poll(port: int, until: Any, timeout_s: float) -> list[Probe]:
+def _poll(live: Live, until: Any, timeout_s: float) -> list[Probe]:
     """Probe with 4 concurrent fresh connections until ``until(seen)`` or the timeout."""
     seen: list[Probe] = []
     deadline = time.monotonic() + timeout_s
     with ThreadPoolExecutor(4) as pool:
         while time.monotonic() < deadline and not until(seen):
-            seen += pool.map(lambda _: _probe(port), range(4))
+            seen += pool.map(lambda _: _probe(live), range(4))
     return seen
 
 
-def _layer_of_three(port: int) -> dict[str, int]:
+def _layer_of_three(live: Live) -> dict[str, int]:
     """Near (priority 1) inside Wide (priority 2) at the probed point, and Far elsewhere."""
-    assert _call(port, "POST", "/layers", {"name": LAYER})[0] == 201
+    assert _call(live, "POST", "/layers", {"name": LAYER})[0] == 201
     ids = {}
     for name, shape, priority in (
         ("Near", _square(0, 0, 1), 1),
@@ -197,7 +212,7 @@ def _layer_of_three(port: int) -> dict[str, int]:
         ("Far", _square(10, 0, 1), 1),
     ):
         body = canonical.feature(shape, name=name, owner=f"{name} team", priority=priority)
-        status, created = _call(port, "POST", f"/layers/{LAYER}/territories", body)
+        status, created = _call(live, "POST", f"/layers/{LAYER}/territories", body)
         assert status == 201, created
         ids[name] = created["id"]
     return ids
@@ -207,7 +222,7 @@ def _answer(owner: dict[str, Any], rule: str, covering: list[dict[str, Any]]) ->
     return {"layer": LAYER, "point": [0.5, 0.5], "owner": owner, "rule": rule, "covering": covering}
 
 
-def test_every_uvicorn_worker_answers_the_change_within_a_second(workers: int) -> None:
+def test_every_uvicorn_worker_answers_the_change_within_a_second(workers: Live) -> None:
     ids = _layer_of_three(workers)
     near = {"id": ids["Near"], "name": "Near", "owner": "Near team"}
     wide = {"id": ids["Wide"], "name": "Wide", "owner": "Wide team"}

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app import demo
 from app.repositories import customers
 from tests import canonical
+from tests.keys import bearer, make_key
 from tests.pages.browser import executable
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -26,33 +27,33 @@ OVER_NV_UT = {  # a drawn, exclusive territory over Nevada's east and Utah's wes
 }
 
 
-def _post(base: str, path: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
+def _post(base: str, path: str, body: Any, key: str) -> Any:
+    headers = {"Content-Type": "application/json", **bearer(key)}
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers)
     with urllib.request.urlopen(request) as response:
         return json.load(response)
 
 
 @pytest.fixture
-def partners(live_server: str, engine: Engine, clean: None) -> str:
+def partners(live_server: str, engine: Engine, clean: None, admin_key: str) -> str:
     """Customers, and a layer "partners" with overlaps and white space, assigned."""
     with Session(engine) as session:
         customers.upsert(session, batch=demo.generate(3_000, seed=7))
         session.commit()
-    _post(live_server, "/layers", {"name": "partners"})
+    _post(live_server, "/layers", {"name": "partners"}, admin_key)
     for body in (
         {"name": "West Co", "states": ["CA", "NV", "OR"], "owner": "West Co"},
         canonical.feature(OVER_NV_UT, name="Acme", owner="Acme", exclusive=True),
         {"name": "Texas", "states": ["TX"], "owner": "Lone Star"},
     ):
-        _post(live_server, "/layers/partners/territories", body)
-    _post(live_server, "/layers/partners/assign", {})
+        _post(live_server, "/layers/partners/territories", body, admin_key)
+    _post(live_server, "/layers/partners/assign", {}, admin_key)
     return "partners"
 
 
-def _open(live_server: str, layer: str) -> Iterator[tuple[Page, list[str]]]:
-    """A page of /map?layer=..., ready, with every console error and page error collected."""
+def _open(live_server: str, layer: str, key: str | None) -> Iterator[tuple[Page, list[str]]]:
+    """A page of /map?layer=...#key=..., ready (unless without a key), with every console error
+    and page error collected."""
     errors: list[str] = []
     with sync_playwright() as p:
         # Debian's chromium, never a downloaded browser; WebGL falls back to SwiftShader.
@@ -62,20 +63,23 @@ def _open(live_server: str, layer: str) -> Iterator[tuple[Page, list[str]]]:
         tab = browser.new_page(viewport={"width": 1200, "height": 800})
         tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(f"{live_server}/map?layer={layer}")
-        tab.wait_for_function("() => window.mapReady === true", timeout=60_000)
+        tab.goto(f"{live_server}/map?layer={layer}" + (f"#key={key}" if key else ""))
+        if key:
+            tab.wait_for_function("() => window.mapReady === true", timeout=60_000)
         yield tab, errors
         browser.close()
 
 
 @pytest.fixture
-def counties_page(live_server: str) -> Iterator[tuple[Page, list[str]]]:
-    yield from _open(live_server, "counties")
+def counties_page(live_server: str, admin_key: str) -> Iterator[tuple[Page, list[str]]]:
+    yield from _open(live_server, "counties", admin_key)
 
 
 @pytest.fixture
-def partners_page(live_server: str, partners: str) -> Iterator[tuple[Page, list[str]]]:
-    yield from _open(live_server, partners)
+def partners_page(
+    live_server: str, partners: str, admin_key: str
+) -> Iterator[tuple[Page, list[str]]]:
+    yield from _open(live_server, partners, admin_key)
 
 
 def _rendered(tab: Page, layer: str) -> int:
@@ -98,7 +102,25 @@ def test_the_map_draws_the_layer_offline(
     assert "overlap" in legend and "white space" in legend and "customer" in legend
     options = tab.eval_on_selector_all("#layer option", "os => os.map(o => o.value)")
     assert {"counties", "states"} <= set(options)
+    assert "#key" not in tab.url  # taken off the address bar once read
     assert errors == []
+
+
+def test_without_a_key_the_map_asks_for_one_and_shows_only_its_layers(
+    live_server: str, partners: str, engine: Engine
+) -> None:
+    partner_key = make_key(engine, "read", layers=[partners], label="map test")
+    for tab, errors in _open(live_server, partners, key=None):
+        tab.wait_for_selector("#keyform:not([hidden])")
+        assert "needs an API key" in tab.inner_text("#keyform")
+        tab.fill("#keyinput", partner_key)
+        tab.click("#keyform button")
+        tab.wait_for_function("() => window.mapReady === true", timeout=60_000)
+        options = tab.eval_on_selector_all("#layer option", "os => os.map(o => o.value)")
+        assert options == [partners]  # counties and states are not this key's to see
+        assert _rendered(tab, "territory-fill") >= 3
+        # The 401 of the first, keyless /layers is the only error the console shows.
+        assert all("401" in e for e in errors), errors
 
 
 def test_overlaps_white_space_and_customers_render(
