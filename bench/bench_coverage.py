@@ -35,6 +35,7 @@ from app.db import make_engine, migrate
 from app.factory import create_app
 from app.indexes import IndexRegistry
 from app.settings import DatabaseSettings, Settings
+from bench.auth import admin_headers
 from bench.bench_assign import load_data, loadavg, scratch_database
 from bench.bench_store import BenchmarkError, info_line
 from spatial.coverage import EARTH_M_PER_DEGREE, tolerance_for_zoom
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"assign_layer({LAYER}) {seconds:.1f} s: {result}")
         engine.dispose()
         settings = Settings(database=DatabaseSettings(url=url))
-        with TestClient(create_app(settings)) as client:  # lifespan: indexes warmed
+        headers = admin_headers(url)
+        with TestClient(create_app(settings), headers=headers) as client:  # indexes warmed
             rows = measure_ours(client, args.repeat)
         rows += measure_postgis(url, layer_id, args.repeat)
         info_engine = make_engine(url, Settings())

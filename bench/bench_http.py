@@ -56,6 +56,7 @@ from app.db import make_engine, migrate
 from app.notify import conninfo
 from app.repositories import layers as layer_repo
 from app.settings import DatabaseSettings, Settings
+from bench.auth import admin_headers
 from bench.bench_assign import _POINT_SQL, loadavg, markdown_table, rich_table, scratch_database
 from bench.bench_store import BenchmarkError, info_line
 from bench.http_postgis import POINT_SQL
@@ -117,6 +118,7 @@ class Bench:
     key: dict[str, float] = field(default_factory=dict)  # figures for the targets
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # an API key, sent to both servers
 
     @property
     def n(self) -> int:
@@ -308,7 +310,7 @@ def check_get(bench: Bench, name: str) -> None:
     conn = http.client.HTTPConnection(HOST, bench.ports[name], timeout=30)
     wrong, failed = 0, 0
     for path, want in zip(bench.paths(count), bench.expected(count), strict=True):
-        conn.request("GET", path)
+        conn.request("GET", path, headers=bench.headers)
         response = conn.getresponse()
         body = response.read()
         if response.status != 200:
@@ -433,7 +435,7 @@ def run_open_loop(bench: Bench, port: int) -> dict[str, Any]:
     count = round(args.rate * args.rate_seconds)
     spec = {"host": HOST, "port": port, "rate": args.rate, "seconds": args.rate_seconds,
             "connections": args.connections, "paths": bench.paths(count),
-            "expected": bench.expected(count)}  # fmt: skip
+            "expected": bench.expected(count), "headers": bench.headers}  # fmt: skip
     path = bench.workdir / f"loadgen-{port}.json"
     path.write_text(json.dumps(spec))
     proc = subprocess.run(
@@ -491,9 +493,10 @@ def fetch_raw(port: int, request: bytes) -> tuple[float, bytes]:
     return time.perf_counter() - started, b"".join(chunks)
 
 
-def post_request(port: int, body: bytes, accept: str) -> bytes:
+def post_request(port: int, body: bytes, accept: str, headers: dict[str, str]) -> bytes:
     """POST /lookup with ``body`` (JSON), asking for ``accept``, closing the connection after."""
-    head = (f"POST /lookup HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = (f"POST /lookup HTTP/1.1\r\nHost: {HOST}:{port}\r\n{extra}"
             f"Content-Type: application/json\r\nAccept: {accept}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")  # fmt: skip
     return head.encode() + body
@@ -551,7 +554,7 @@ def bench_post(bench: Bench, postgis_s: float) -> None:
     """Each POST variant: 1 untimed warm-up, then --repeat timed; every answer checked."""
     port = bench.ports["ours"]
     for kind, (label, body, accept) in post_bodies(bench).items():
-        request = post_request(port, body, accept)
+        request = post_request(port, body, accept, bench.headers)
         times = []
         for attempt in range(bench.args.repeat + 1):
             seconds, raw = fetch_raw(port, request)
@@ -696,7 +699,7 @@ def run_all(args: argparse.Namespace, context: dict[str, Any], workdir: Path) ->
         postgis_s, owner = _step(
             "PostGIS: every point's owner", lambda: postgis_owners(url, layer_id, lon, lat)
         )
-        bench = Bench(args, lon, lat, owner, workdir=workdir)
+        bench = Bench(args, lon, lat, owner, workdir=workdir, headers=admin_headers(url))
         console.log("[bold]starting both servers[/bold] ...")
         with both_servers(bench, url):
             for name in ("ours", "postgis"):

@@ -47,6 +47,7 @@ from app.assign import assign_layer
 from app.db import make_engine, migrate
 from app.indexes import IndexRegistry
 from app.settings import Settings
+from bench.auth import admin_headers
 from bench.bench_assign import load_data, scratch_database
 from bench.bench_http import HOST, free_port
 
@@ -101,13 +102,14 @@ def _ok(port: int, path: str) -> bool:
 class Client:
     """Sequential GETs on one keep-alive connection; each timed, in seconds."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
         self.conn = http.client.HTTPConnection(HOST, port, timeout=120)
+        self.headers = headers
 
     def get(self, path: str) -> tuple[int, bytes, float]:
         """(status, body, seconds) of one GET."""
         started = time.perf_counter()
-        self.conn.request("GET", path)
+        self.conn.request("GET", path, headers=self.headers)
         response = self.conn.getresponse()
         body = response.read()
         return response.status, body, time.perf_counter() - started
@@ -225,7 +227,7 @@ def run(args: argparse.Namespace) -> str:
         stack.enter_context(serving(
             [str(tipg_python()), "-m", "uvicorn", "tipg.main:app", "--port", str(theirs), *base],
             env, theirs, "/healthz"))  # fmt: skip
-        a, b = Client(ours), Client(theirs)
+        a, b = Client(ours, admin_headers(url)), Client(theirs, {})  # tipg has no keys
         rows = [*bench_items(a, b, total, args.rounds), *bench_tiles(a, b, centroids, args)]
     load_after = os.getloadavg()
     return report(rows, args, load_before, load_after)

@@ -58,6 +58,7 @@ from app.repositories import assignments
 from app.repositories import layers as layer_repo
 from app.routes.params import MAX_LIMIT
 from app.settings import DatabaseSettings, IndexSettings, Settings
+from bench.auth import admin_headers
 from bench.bench_assign import scratch_database
 from spatial.overlap import DEFAULT_MIN_AREA_KM2, Overlaps, find_overlaps
 
@@ -218,7 +219,7 @@ def served(engine: Engine) -> Iterator[TestClient]:
     """A client on the app over the scratch database (no customers there: none contested)."""
     url = engine.url.render_as_string(hide_password=False)
     settings = Settings(database=DatabaseSettings(url=url), index=IndexSettings(warm=False))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=admin_headers(url)) as client:
         yield client
 
 

@@ -56,6 +56,7 @@ from app.db import make_engine, migrate, resolve_database_url
 from app.factory import create_app
 from app.repositories import customers as customers_repo
 from app.settings import DatabaseSettings, EmbeddedSettings, Settings
+from bench.auth import admin_headers
 
 T = TypeVar("T")
 
@@ -559,7 +560,9 @@ def _read_app(settings: Settings, bbox: str, requests: int) -> tuple[list[float]
         warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
         from fastapi.testclient import TestClient  # noqa: PLC0415
     samples: list[float] = []
-    with TestClient(create_app(settings)) as client:
+    assert settings.database.url
+    headers = admin_headers(settings.database.url)
+    with TestClient(create_app(settings), headers=headers) as client:
         for _ in range(READ_WARMUP):
             client.get(url)
         for _ in range(requests):

@@ -60,6 +60,7 @@ from app.repositories import customers as customers_repo
 from app.repositories import layers as layer_repo
 from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Settings
 from app.whitespace import WhiteSpaceService
+from bench.auth import admin_headers
 from bench.bench_assign import markdown_table
 from bench.bench_store import info_line
 from spatial.measure import geodesic_area_km2
@@ -337,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             ).scalars()
             market = shapely.union_all(shapely.from_wkb([bytes(w) for w in states]))
         rows: list[Row] = []
-        with TestClient(create_app(settings)) as client:
+        assert settings.database.url
+        headers = admin_headers(settings.database.url)
+        with TestClient(create_app(settings), headers=headers) as client:
             for layer in ("counties", CUSTOM):
                 rows += bench_layer(engine, client, layer, market, args.repeat)
         return report(rows, args, info_line(engine))
