@@ -29,6 +29,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import embedded, metrics
+from app.auth import PRINCIPAL
 from app.settings import LogSettings
 
 HEADER = "X-Request-ID"
@@ -247,6 +248,7 @@ def _finished(scope: Scope, status: int, seconds: float) -> None:
     # The path as sent (still percent-encoded): no control characters reach a text log line.
     path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
     millis = round(seconds * 1000, 3)
+    principal = scope.get(PRINCIPAL)  # who called (app.auth): the key's id, never the key
     access_log.info(
         "%s %s %d %.1f ms",
         scope["method"],
@@ -259,6 +261,7 @@ def _finished(scope: Scope, status: int, seconds: float) -> None:
             "route": route,
             "status": status,
             "duration_ms": millis,
+            "key_id": None if principal is None else principal.key_id,
         },
     )
 

@@ -89,6 +89,7 @@ def test_a_request_gets_an_id_answered_and_logged(
     }
     assert record["duration_ms"] > 0
     assert "GET /layers 200" in record["message"]
+    assert isinstance(record["key_id"], int)  # who called: the key's id (the audit trail)
 
 
 def test_the_client_s_id_is_used_by_every_record_of_the_request(
