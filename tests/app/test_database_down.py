@@ -18,6 +18,8 @@ from app.settings import DatabaseSettings, EmbeddedSettings, IndexSettings, Sett
 from tests import canonical
 from tests.keys import bearer, make_key
 
+INSIDE = {"lon": 0.5, "lat": 0.5, "layer": "solo"}
+
 
 def test_lookups_survive_the_database_going_away(scratch_cluster: EmbeddedSettings) -> None:
     embedded.ensure_running(scratch_cluster)
@@ -30,11 +32,16 @@ def test_lookups_survive_the_database_going_away(scratch_cluster: EmbeddedSettin
         session.execute(text("INSERT INTO layers (name) VALUES ('solo')"))
         session.commit()
     headers = bearer(make_key(engine, "write"))  # read from the database, then held in memory
-    engine.dispose()
+    unseen = bearer(make_key(engine, "read"))  # never used before the outage
     with TestClient(create_app(settings), headers=headers) as first:
         first.post("/layers/solo/territories", json=canonical.feature(canonical.SQUARE, name="Sq"))
     # A fresh app warms its indexes at start-up, then loses the database.
     with TestClient(create_app(settings), headers=headers) as client:
+        with engine.begin() as conn:  # revoked after start-up: the worker hears of it (NOTIFY)
+            conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE role = 'read'"))
+        engine.dispose()
+        listener = client.app.state.change_listener  # type: ignore[attr-defined]
+        assert listener.listening.wait(10)
         embedded.stop(scratch_cluster)
         answer = client.get("/lookup", params={"lon": 0.5, "lat": 0.5, "layer": "solo"})
         assert answer.status_code == 200
@@ -47,10 +54,15 @@ def test_lookups_survive_the_database_going_away(scratch_cluster: EmbeddedSettin
         assert layers.status_code == 503
         assert layers.headers["content-type"] == "application/problem+json"
         assert "127.0.0.1" not in layers.text  # nothing about the server leaks
+        # A key this worker does not hold cannot be checked now: 503 (retry), not 401.
+        unchecked = client.get("/lookup", params=INSIDE, headers=unseen)
+        assert unchecked.status_code == 503 and unchecked.headers["retry-after"]
+        assert unchecked.headers["content-type"] == "application/problem+json"
         embedded.ensure_running(scratch_cluster)
         embedded.wait_ready(scratch_cluster)
         assert embedded.sqlalchemy_url(scratch_cluster) == url  # same port after a restart
         assert client.get("/layers").status_code == 200  # recovers by itself
+        assert client.get("/lookup", params=INSIDE, headers=unseen).status_code == 401  # revoked
 
 
 def test_a_server_that_never_answers_fails_the_connection_in_seconds() -> None:
