@@ -209,7 +209,12 @@ PUBLIC_PATHS = frozenset(
     ("/health", "/openapi.json", "/docs", "/map", "/ogc", "/ogc/conformance", "/ogc/api")
 )
 PUBLIC_PREFIXES = ("/assets/",)
-CHALLENGE = [(b"www-authenticate", b'Bearer realm="territory"')]
+# The only requests other than GET a reader may make: they read (look-ups of many points, the
+# white space of a market sent as a polygon). Any other change is refused here, before its
+# body is read: FastAPI parses a body before it runs the route's dependencies, so a reader's
+# upload would otherwise be read whole, and a malformed one answered 422 instead of 403.
+_SAFE_METHODS = frozenset(("GET", "HEAD", "OPTIONS"))
+_READING_POSTS = re.compile(r"/lookup|/layers/[^/]+/whitespace")
 HOW_TO = (
     "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; an admin makes keys with "
     "`territory keys create` or POST /keys"
@@ -225,7 +230,8 @@ class Authenticate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate an HTTP request on a guarded path; pass everything else on."""
-        if scope["type"] != "http" or _public(scope["path"]):
+        path = _route_path(scope)
+        if scope["type"] != "http" or _public(path):
             await self.app(scope, receive, send)
             return
         token = _token(scope["headers"])
@@ -249,11 +255,32 @@ class Authenticate:
             reason = "the API key is not valid: unknown, revoked or mistyped"
         if principal is None:
             response = problem(401, "Unauthorized", reason, instance=scope["path"])
-            response.raw_headers.extend(CHALLENGE)
-            await response(scope, receive, send)
+            await response(scope, receive, send)  # with WWW-Authenticate (errors.problem)
+            return
+        refusal = _refused_early(principal, scope["method"], path)
+        if refusal is not None:
+            await problem(*refusal, instance=scope["path"])(scope, receive, send)
             return
         scope[PRINCIPAL] = principal
         await self.app(scope, receive, send)
+
+
+def _refused_early(principal: Principal, method: str, path: str) -> tuple[int, str, str] | None:
+    """(status, title, detail) for a reader's change, refused before its body is read."""
+    if principal.role > Role.READ or method in _SAFE_METHODS:
+        return None
+    if method == "POST" and _READING_POSTS.fullmatch(path):
+        return None
+    if principal.anonymous:
+        return 401, "Unauthorized", f"changes need an API key with role write or admin: {HOW_TO}"
+    return 403, "Forbidden", "this key's role is read; changes need write (layers, keys: admin)"
+
+
+def _route_path(scope: Scope) -> str:
+    # Behind a proxy's prefix (uvicorn --root-path /api) the path keeps it: match without it.
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _public(path: str) -> bool:
@@ -334,8 +361,9 @@ def _check_scope(request: Request, principal: Principal) -> None:
 
 
 def _lookup_layer(request: Request) -> str | None:
-    # GET /lookup names its layer in the query; other routes' layers are in their paths.
-    if request.url.path == "/lookup":
+    # /lookup names its layer in the query; other routes' layers are in their paths. The
+    # route's template, not the path: behind a --root-path the path carries the prefix.
+    if getattr(request.scope.get("route"), "path", None) == "/lookup":
         return request.query_params.get("layer")
     return None
 

@@ -34,10 +34,25 @@ def _normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -> Engine:
+# An unreachable server (network lost, host down) fails a connection in 5 s, a 503 with
+# Retry-After, instead of the kernel's two minutes of SYN retries; and a connection whose peer
+# vanished (a failover, a half-open TCP connection) is found dead by TCP keepalives in ~1 min.
+CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def make_engine(
+    url: str, settings: Settings, *, pool_size: int | None = None, pool_timeout: float = 30
+) -> Engine:
     """An engine with a bounded pool and a statement timeout, so no request hangs forever.
 
     ``pool_size``: connections kept (and as many more on demand); the settings' by default.
+    ``pool_timeout``: seconds a checkout waits for a free connection before a 503.
     """
     # JIT off: the planner costs a bbox page of 1,000 customers high enough to JIT-compile it,
     # which doubled its time (bench/RESULTS.md); our queries are short and index-driven.
@@ -53,18 +68,9 @@ def make_engine(url: str, settings: Settings, *, pool_size: int | None = None) -
         url,
         pool_size=pool_size or settings.database.pool_size,
         max_overflow=pool_size or settings.database.pool_size,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
-        connect_args={
-            "options": options,
-            # An unreachable server (network lost, host down) fails a connection in 5 s, a
-            # 503 with Retry-After, instead of the kernel's two minutes of SYN retries; and a
-            # pooled connection whose peer vanished is found dead by TCP keepalives.
-            "connect_timeout": 5,
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-        },
+        connect_args={"options": options, **CONNECT_ARGS},
     )
 
 

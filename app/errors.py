@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import embedded
@@ -101,6 +102,7 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (DataError, 422, "Invalid input"),
     (UnicodeEncodeError, 422, "Invalid input"),
     (OperationalError, 503, "Database unavailable"),
+    (PoolTimeoutError, 503, "Database unavailable"),  # every pooled connection busy: retry
     (embedded.EmbeddedDatabaseError, 503, "Database unavailable"),
 ]
 
@@ -131,7 +133,7 @@ def _domain_handler(request: Request, exc: Exception) -> Response:
 
 def database_unavailable(exc: Exception) -> bool:
     """True when ``exc`` says the database cannot be reached (a 503, not the request's fault)."""
-    if isinstance(exc, embedded.EmbeddedDatabaseError):
+    if isinstance(exc, embedded.EmbeddedDatabaseError | PoolTimeoutError):
         return True
     return isinstance(exc, OperationalError) and not _is_limit_exceeded(exc)
 
@@ -245,6 +247,7 @@ def install(app: FastAPI) -> None:
         SpatialError: _domain_handler,
         DBAPIError: _domain_handler,
         embedded.EmbeddedDatabaseError: _domain_handler,
+        PoolTimeoutError: _domain_handler,
         UnicodeEncodeError: _domain_handler,
         Exception: _unexpected,
     }

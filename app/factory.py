@@ -58,8 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate(engine)
         app.state.engine = engine
         app.state.sessionmaker = sessionmaker(engine, expire_on_commit=False)
-        # The keys in use, in memory: look-ups stay authorised while the database is away.
-        app.state.keys = KeyRing(app.state.sessionmaker)
+        # The keys in use, in memory: look-ups stay authorised while the database is away. A
+        # key not held yet is read through an engine of its own, one connection (and one more
+        # on demand): a flood of made-up keys queues there (503 after 5 s), never starves the
+        # pool requests use.
+        key_engine = make_engine(url, settings, pool_size=1, pool_timeout=5)
+        app.state.keys = KeyRing(sessionmaker(key_engine, expire_on_commit=False))
         app.state.keys.load()
         # Index builds read through connections of their own. A request holding a pooled
         # connection may wait for a refresh (registry.current); a refresh asking the same
@@ -79,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             listener.stop()
+            key_engine.dispose()
             index_engine.dispose()
             engine.dispose()
 

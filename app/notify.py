@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.db import CONNECT_ARGS
 from app.repositories.keys import KEYS_CHANNEL
 from app.repositories.layers import CHANGES_CHANNEL
 
 log = logging.getLogger(__name__)
 RECONNECT_S = 1.0  # wait between attempts while the database is unreachable
+KEYS_REREAD_S = 60.0  # every key read again this often: NOTIFY is the fast path, not the only
 
 
 def conninfo(sqlalchemy_url: str) -> str:
@@ -66,19 +71,24 @@ class ChangeListener(threading.Thread):
         while not self._stopping.is_set():
             try:
                 self._listen()
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, DBAPIError, PoolTimeoutError) as exc:
+                # psycopg's own (the LISTEN connection) or SQLAlchemy's (a catch-up read)
                 self.listening.clear()
                 log.warning("change listener lost the database (%s); retrying", exc)
                 self._stopping.wait(RECONNECT_S)
 
     def _listen(self) -> None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with psycopg.connect(self._dsn, autocommit=True, **CONNECT_ARGS) as conn:
             conn.execute(f"LISTEN {CHANGES_CHANNEL}")
             conn.execute(f"LISTEN {KEYS_CHANNEL}")
             self.listening.set()
             self._keys_changed(None)
             self._catch_up(conn)
+            keys_read = time.monotonic()
             while not self._stopping.is_set():
+                if time.monotonic() - keys_read > KEYS_REREAD_S:
+                    self._keys_changed(None)  # a revocation whose NOTIFY was lost ends here
+                    keys_read = time.monotonic()
                 for notice in conn.notifies(timeout=0.5):
                     if notice.channel == KEYS_CHANNEL:
                         self._keys_changed(notice.payload)
@@ -87,14 +97,10 @@ class ChangeListener(threading.Thread):
                     self._deliver(notice.payload)
 
     def _keys_changed(self, prefix: str | None) -> None:
-        if self._on_keys is None:
-            return
-        try:
+        # A failed read of the keys propagates: the listener reconnects (after RECONNECT_S)
+        # and reads them all again, until it succeeds; meanwhile the keys held keep working.
+        if self._on_keys is not None:
             self._on_keys(prefix)
-        except psycopg.OperationalError:
-            raise  # the database went away: reconnect, which reads every key again
-        except Exception:  # a failed re-read must not stop the listener
-            log.exception("re-reading API keys failed")
 
     def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
         # After LISTEN, so a change is either heard from now on or already stored here.

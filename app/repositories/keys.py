@@ -83,6 +83,21 @@ def active(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))))
 
 
+def drop_layer(session: Session, *, name: str) -> None:
+    """Take a deleted layer out of every key's layers, so a new layer of that name is not theirs.
+
+    A key limited to that layer alone is left limited to none: it sees no layer at all.
+    """
+    changed = session.scalars(
+        update(ApiKey)
+        .where(ApiKey.layers.contains([name]))
+        .values(layers=func.array_remove(ApiKey.layers, name))
+        .returning(ApiKey.prefix)
+    ).all()
+    for prefix in changed:
+        _notify(session, prefix=prefix)
+
+
 def _notify(session: Session, *, prefix: str) -> None:
     # Every worker drops its cached copy on commit (app.auth.KeyRing.forget).
     session.execute(select(func.pg_notify(KEYS_CHANNEL, prefix)))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, unknown_layer
 from app.models import Layer, Territory
+from app.repositories import keys
 
 
 def get_by_name(session: Session, *, name: str, for_change: bool = False) -> Layer:
@@ -82,6 +83,7 @@ def remove(session: Session, *, name: str) -> None:
     layer = get_by_name(session, name=name)
     # A trigger drops its partition of assignments first (migration 0007).
     session.execute(delete(Layer).where(Layer.id == layer.id))
+    keys.drop_layer(session, name=name)
     notify(session, name=name)
 
 

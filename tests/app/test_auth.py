@@ -72,6 +72,14 @@ def _fill(template: str, layer: str = PARTNER) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "1"), template)
 
 
+def _refused_soon(client: TestClient, headers: dict[str, str], timeout_s: float = 10) -> None:
+    """Wait until ``client`` refuses the key (401): a worker hears of a revocation by NOTIFY."""
+    deadline = time.monotonic() + timeout_s
+    while client.get("/layers", headers=headers).status_code != 401:
+        assert time.monotonic() < deadline, "a worker still takes a revoked key"
+        time.sleep(0.05)
+
+
 # --- authentication --------------------------------------------------------------------------
 
 
@@ -252,10 +260,7 @@ def test_keys_are_created_shown_once_and_revoked(
         revoked = app_client.delete(f"/keys/{created['id']}", headers=auth_headers)
         assert revoked.status_code == 200 and revoked.json()["revoked_at"]
         _problem(app_client.get("/layers", headers=key), 401)  # this worker: at once
-        deadline = time.monotonic() + 10  # the other: when the commit's NOTIFY lands
-        while other_worker.get("/layers", headers=key).status_code != 401:
-            assert time.monotonic() < deadline, "the other worker still takes a revoked key"
-            time.sleep(0.05)
+        _refused_soon(other_worker, key)  # the other: when the commit's NOTIFY lands
     assert created["id"] not in [
         k["id"] for k in app_client.get("/keys", headers=auth_headers).json()["keys"]
     ]
@@ -284,7 +289,7 @@ def test_anonymous_reads_when_allowed(
         assert anonymous.get("/lookup?lon=-118&lat=34&layer=states").json()["owner"]
         _problem(anonymous.get("/layers/counties"), 404)
         body = _problem(anonymous.post("/layers", json={"name": "x"}), 401)  # a key is needed
-        assert "role admin" in body["detail"]
+        assert "need an API key" in body["detail"]
         _problem(anonymous.get("/layers", headers=bearer("tmk_bad")), 401)  # a bad key is not none
         assert (
             anonymous.post("/layers", json={"name": "x"}, headers=auth_headers).status_code == 201
@@ -315,7 +320,8 @@ def test_the_cli_makes_lists_and_revokes_keys(
     assert "cli" in table.output and key.group(0) not in table.output
     key_id = int(re.findall(r"key (\d+) created", made.stderr)[0])
     assert runner.invoke(cli, ["keys", "revoke", str(key_id)]).exit_code == 0
-    _problem(app_client.get("/layers", headers=bearer(key.group(0))), 401)
+    # The running service held the key: it drops it when the revocation's NOTIFY lands.
+    _refused_soon(app_client, bearer(key.group(0)))
     again = runner.invoke(cli, ["keys", "create", "--role", "admin", "--layers", "states"])
     assert again.exit_code == 2 and "admin keys cannot be limited" in again.output
     # --replace: one live key per label (what ./scripts/run does on every start).
@@ -338,3 +344,49 @@ def test_a_key_revoked_in_sql_is_refused_by_a_worker_that_never_held_it(
         conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE label = 'audit'"))
     # Revoked behind the service's back (no NOTIFY): a worker that never held it refuses it.
     _problem(app_client.get("/layers", headers=bearer(key)), 401)
+
+
+def test_a_reader_s_change_is_refused_before_its_body_is_read(
+    app_client: TestClient, engine: Engine, settings: Settings, partner_layer: dict[str, Any]
+) -> None:
+    reader = bearer(make_key(engine, "read"))
+    broken = {"Content-Type": "application/json", **reader}
+    # A malformed body would be a 422 if it were read first; a reader gets its 403.
+    _problem(app_client.post("/customers", content=b"{not json", headers=broken), 403)
+    _problem(app_client.post(f"/layers/{PARTNER}/territories", content=b"[", headers=broken), 403)
+    upload = {"file": ("a.csv", b"external_id,lon,lat\nx,1,1\n", "text/csv")}
+    _problem(app_client.post("/customers/import", files=upload, headers=reader), 403)
+    # The reads among the POSTs still read.
+    assert app_client.post("/lookup", content=b"{", headers=broken).status_code == 422
+    public = settings.model_copy(update={"auth": AuthSettings(anonymous_read=True)})
+    with TestClient(create_app(public)) as anonymous:
+        _problem(anonymous.post("/customers", content=b"{not json"), 401)
+
+
+def test_a_deleted_layer_leaves_every_key_s_layers(
+    app_client: TestClient, engine: Engine, auth_headers: dict[str, str]
+) -> None:
+    assert app_client.post("/layers", json={"name": "gone"}, headers=auth_headers).status_code
+    made = app_client.post(
+        "/keys", json={"role": "read", "layers": ["gone", "states"]}, headers=auth_headers
+    ).json()
+    key = bearer(made["key"])
+    assert app_client.get("/layers/gone", headers=key).status_code == 200
+    assert app_client.delete("/layers/gone", headers=auth_headers).status_code == 204
+    # Another layer of the same name, made later (for another partner), is not this key's.
+    assert app_client.post("/layers", json={"name": "gone"}, headers=auth_headers).status_code
+    _problem(app_client.get("/layers/gone", headers=key), 404)
+    stored = app_client.get(f"/keys/{made['id']}", headers=auth_headers).json()
+    assert stored["layers"] == ["states"]
+
+
+def test_scopes_hold_behind_a_root_path(
+    settings: Settings, engine: Engine, clean: None, partner_layer: dict[str, Any]
+) -> None:
+    partner = bearer(make_key(engine, "read", layers=[PARTNER]))
+    # As uvicorn --root-path /api passes requests on: the path keeps the prefix.
+    with TestClient(create_app(settings), root_path="/api", headers=partner) as proxied:
+        assert proxied.get(f"/api/lookup?lon=0.5&lat=0.5&layer={PARTNER}").status_code == 200
+        _problem(proxied.get(f"/api/lookup?lon=-118.25&lat=34.05&layer={HIDDEN}"), 404)
+        assert proxied.get("/api/health", headers={}).status_code == 200  # public there too
+        _problem(proxied.get("/api/layers", headers={"Authorization": ""}), 401)
