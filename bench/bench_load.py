@@ -301,6 +301,9 @@ class Scheduler:
             lon, lat = self.customer()
             width = 4 * 360 / 2**zoom
             x0 = math.floor(lon / (width / 2)) * width / 2 - width / 2
+            # Kept within -180..180 (the service refuses a bbox beyond it, rightly): at zoom 4
+            # a viewport is 90 degrees wide, and one around Hawaii began at -202.5.
+            x0 = min(max(x0, -180.0), 180.0 - width)
             y0 = max(math.floor(lat / (width / 4)) * width / 4 - width / 4, -85.0)
             path += f"&bbox={x0:g},{y0:g},{x0 + width:g},{min(y0 + width / 2, 85.0):g}"
         return self.item("coverage", "GET", path, layer, revalidate=True)
