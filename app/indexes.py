@@ -69,6 +69,15 @@ class Source:
         )
         return np.flatnonzero(~same), removed
 
+    def same_shapes(self, newer: Source, at: np.ndarray) -> np.ndarray:
+        """For each position ``at`` in ``newer``: was that territory here, with the same shape?"""
+        if not self.ids.size:
+            return np.zeros(at.size, dtype=bool)
+        order = np.argsort(self.ids)
+        ids = newer.ids[at]
+        old = order[np.minimum(np.searchsorted(self.ids, ids, sorter=order), order.size - 1)]
+        return (self.ids[old] == ids) & (self.digests[old] == newer.digests[at]).all(axis=1)
+
 
 @dataclass(frozen=True, eq=False)
 class LayerIndex:
@@ -117,14 +126,22 @@ def _next_index(
     if base is None:
         return _build(found), "built"
     changed, removed = base.source.changes(source)
-    n_changes = changed.size + removed.size
-    if n_changes == 0:
+    if changed.size + removed.size == 0:
         return base.index, "kept"  # names or owners changed: the index is the same
+    # A new priority (or area) alone moves no border: only the owners of overlaps change.
+    reshaped = changed[~base.source.same_shapes(source, changed)]
+    n_changes = reshaped.size + removed.size
     if 2 * n_changes > max(source.ids.size, base.source.ids.size):
         return _build(found), "built"  # most territories changed: a full build is as quick
-    index = base.index.with_changes(_territories(found, changed), removed)
-    # The engine builds whole too when a change leaves the root grid or touches most of it.
-    return index, "updated" if index.rebuilt_roots < index.root_cells else "built"
+    index = base.index
+    if n_changes:
+        index = index.with_changes(_territories(found, reshaped), removed)
+        if index.rebuilt_roots == index.root_cells:
+            return index, "built"  # the engine built whole: left the root grid or most of it
+    if reshaped.size < changed.size:
+        at = np.searchsorted(source.ids, index.territories.ids)  # source: by id (engine_input)
+        index = index.with_ranking(source.priority[at], source.area_m2[at])
+    return index, "updated"
 
 
 class IndexRegistry:
@@ -196,6 +213,27 @@ class IndexRegistry:
             if entry is not None:
                 self._stale[layer] = entry
 
+    def stage(self, session: Session, layer: Layer) -> LayerIndex:
+        """The layer's next index as ``session`` sees it, its own uncommitted change included.
+
+        Made from the index held (the changed cells only), labelled with the version the
+        session's ``layers.touch`` gave the layer: the session holds the layer's row lock, so
+        no other change can land in between and that label is what the commit stores. The
+        caller re-assigns customers with it and, once committed, ``install``s it.
+        """
+        version = layer_repo.version_of(session, layer_id=layer.id)
+        base = self._entries.get(layer.name) or self._stale.get(layer.name)
+        return self._load(session, layer, base, version=version)
+
+    def install(self, entry: LayerIndex) -> None:
+        """Answer from ``entry`` (``stage``'s, committed) unless a newer one is held already."""
+        with self._lock:
+            held = self._entries.get(entry.layer) or self._stale.get(entry.layer)
+            if held is None or held.version < entry.version:
+                self._entries[entry.layer] = entry
+                self._stale.pop(entry.layer, None)
+                metrics.observe_index(entry)
+
     def changed(self, layer: str) -> None:
         """A layer changed somewhere: update the index this worker holds, or drop it if gone."""
         if layer not in self._entries and layer not in self._stale:
@@ -215,8 +253,11 @@ class IndexRegistry:
         metrics.forget_index(layer)
 
     @staticmethod
-    def _load(session: Session, layer: Layer, base: LayerIndex | None) -> LayerIndex:
-        """The layer's entry as stored now, made from ``base`` when there is one."""
+    def _load(
+        session: Session, layer: Layer, base: LayerIndex | None, *, version: datetime | None = None
+    ) -> LayerIndex:
+        """The layer's entry as ``session`` sees it, made from ``base`` when there is one;
+        labelled ``version`` (the layer's ``updated_at`` by default)."""
         started = time.perf_counter()
         found = assignments.engine_input(session, layer_id=layer.id)
         source = Source.of(found)
@@ -225,7 +266,7 @@ class IndexRegistry:
         entry = LayerIndex(
             layer_id=layer.id,
             layer=layer.name,
-            version=layer.updated_at,
+            version=version or layer.updated_at,
             index=index,
             # Built once per index: a batch of 100,000 look-ups reuses them, not rebuilds them.
             refs={
@@ -244,7 +285,8 @@ class IndexRegistry:
             len(index),
             index.rebuilt_roots if how != "kept" else 0,
         )
-        metrics.observe_index(entry)
+        if version is None:  # a staged entry counts once installed
+            metrics.observe_index(entry)
         return entry
 
 

@@ -292,30 +292,63 @@ def pins_of(session: Session, *, customer_id: int) -> dict[int, int]:
 
 
 # Re-assignment of a few customers, in SQL where the data is: the same rule as the engine
-# (checked against it by the oracle tests), the deciding rule read off the two best.
+# (checked against it by the oracle tests), the deciding rule read off the two best. Only the
+# rows that change are written: an edit of a region re-examines ~15,000 customers, and deleting
+# and inserting them all (foreign keys checked row by row) took 0.6 s of its 0.8 s, while a new
+# priority moves a few hundred. The territory is the outer side of the join: each polygon is
+# then tested against the customers in its box one after another (PostGIS keeps it prepared),
+# 1.5x as fast as asking every territory about each customer in turn.
 _CLEAR = """
 DELETE FROM assignments
 WHERE layer_id = :layer_id AND NOT pinned AND customer_id = ANY(CAST(:ids AS bigint[]))
 """
-_ASSIGN_SOME = """
-INSERT INTO assignments (layer_id, customer_id, territory_id, rule, value)
-SELECT :layer_id, c.id, o.ids[1],
-       CASE WHEN o.n = 1 THEN 'only'
-            WHEN o.prio[1] <> o.prio[2] THEN 'priority'
-            WHEN o.area[1] <> o.area[2] THEN 'area'
-            ELSE 'id' END,
-       c.value
-FROM customers c
-CROSS JOIN LATERAL (
-    SELECT array_agg(t.id ORDER BY t.priority, t.area_m2, t.id) AS ids,
+_REASSIGN = """
+WITH covering AS (
+    SELECT c.id AS customer_id, min(c.value)::float8 AS value,
+           array_agg(t.id ORDER BY t.priority, t.area_m2, t.id) AS ids,
            array_agg(t.priority ORDER BY t.priority, t.area_m2, t.id) AS prio,
            array_agg(t.area_m2 ORDER BY t.priority, t.area_m2, t.id) AS area,
            count(*) AS n
     FROM territories t
-    WHERE t.layer_id = :layer_id AND ST_Covers(t.geom, c.geom)
-) o
-WHERE c.id = ANY(CAST(:ids AS bigint[])) AND o.n > 0
-ON CONFLICT (layer_id, customer_id) DO NOTHING
+    JOIN customers c ON ST_Covers(t.geom, c.geom)
+    WHERE t.layer_id = :layer_id AND c.id = ANY(CAST(:ids AS bigint[]))
+    GROUP BY c.id
+),
+fresh AS (
+    SELECT customer_id, ids[1] AS territory_id, value,
+           CASE WHEN n = 1 THEN 'only'
+                WHEN prio[1] <> prio[2] THEN 'priority'
+                WHEN area[1] <> area[2] THEN 'area'
+                ELSE 'id' END AS rule
+    FROM covering
+),
+dropped AS (
+    DELETE FROM assignments a
+    WHERE a.layer_id = :layer_id AND NOT a.pinned
+      AND a.customer_id = ANY(CAST(:ids AS bigint[]))
+      AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.customer_id = a.customer_id)
+    RETURNING 1
+),
+changed AS (
+    UPDATE assignments a
+    SET territory_id = f.territory_id, rule = f.rule, value = f.value, assigned_at = now()
+    FROM fresh f
+    WHERE a.layer_id = :layer_id AND a.customer_id = f.customer_id AND NOT a.pinned
+      AND (a.territory_id, a.rule, a.value) IS DISTINCT FROM (f.territory_id, f.rule, f.value)
+    RETURNING 1
+),
+added AS (
+    INSERT INTO assignments (layer_id, customer_id, territory_id, rule, value)
+    SELECT :layer_id, f.customer_id, f.territory_id, f.rule, f.value FROM fresh f
+    WHERE NOT EXISTS (
+        SELECT 1 FROM assignments a WHERE a.layer_id = :layer_id AND a.customer_id = f.customer_id
+    )
+    ON CONFLICT (layer_id, customer_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM fresh) AS owned,
+       (SELECT count(*) FROM dropped) + (SELECT count(*) FROM changed)
+       + (SELECT count(*) FROM added) AS written
 """
 # Customers inside the old shape or the new one (either may be missing): GiST-filtered.
 _NEAR_SHAPES = """
@@ -330,9 +363,88 @@ def reassign(session: Session, *, layer_id: int, customer_ids: list[int]) -> int
     if not customer_ids:
         return 0
     params = {"layer_id": layer_id, "ids": customer_ids}
-    _bump(session, layer_id)
-    session.execute(text(_CLEAR), params)
-    return int(session.execute(text(_ASSIGN_SOME), params).rowcount)  # type: ignore[attr-defined]
+    found = session.execute(text(_REASSIGN), params).one()
+    if found.written:
+        _bump(session, layer_id)  # nothing written, nothing to revalidate: the ETags stay
+    return int(found.owned)
+
+
+_CURRENT = """
+SELECT customer_id, territory_id, rule, pinned FROM assignments
+WHERE layer_id = :layer_id AND customer_id = ANY(CAST(:ids AS bigint[]))
+"""
+_UPDATE_OWNERS = """
+UPDATE assignments a SET territory_id = u.territory_id, rule = u.rule, assigned_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:territories AS bigint[]), CAST(:rules AS text[]))
+     AS u(customer_id, territory_id, rule)
+WHERE a.layer_id = :layer_id AND a.customer_id = u.customer_id AND NOT a.pinned
+"""
+_INSERT_OWNERS = """
+INSERT INTO assignments (layer_id, customer_id, territory_id, rule, value)
+SELECT :layer_id, c.id, u.territory_id, u.rule, c.value
+FROM unnest(CAST(:ids AS bigint[]), CAST(:territories AS bigint[]), CAST(:rules AS text[]))
+     AS u(customer_id, territory_id, rule)
+JOIN customers c ON c.id = u.customer_id
+ON CONFLICT (layer_id, customer_id) DO NOTHING
+"""
+
+
+def write_owners(
+    session: Session,
+    *,
+    layer_id: int,
+    customer_ids: np.ndarray,
+    territory_ids: np.ndarray,
+    rules: np.ndarray,
+) -> int:
+    """Store these customers' owners in the layer (-1: none; pins stay), writing only the rows
+    that change; ``rules`` index ``spatial.index.RULES``. Returns how many rows were written."""
+    rows = session.execute(
+        text(_CURRENT), {"layer_id": layer_id, "ids": customer_ids.tolist()}
+    ).all()
+    held = {int(r.customer_id): (int(r.territory_id), r.rule, r.pinned) for r in rows}
+    gone, changed, added = _owner_changes(held, customer_ids, territory_ids, rules)
+    if gone:
+        session.execute(text(_CLEAR), {"layer_id": layer_id, "ids": gone})
+    for statement, batch in ((_UPDATE_OWNERS, changed), (_INSERT_OWNERS, added)):
+        if batch:
+            ids, territories, words = (list(column) for column in zip(*batch, strict=True))
+            params = {"layer_id": layer_id, "ids": ids, "territories": territories,
+                      "rules": words}  # fmt: skip
+            session.execute(text(statement), params)
+    written = len(gone) + len(changed) + len(added)
+    if written:
+        _bump(session, layer_id)  # nothing written: the assignments' version (ETags) stays
+    return written
+
+
+Change = tuple[int, int, str]  # customer id, territory id, rule
+
+
+def _owner_changes(
+    held: dict[int, tuple[int, str, bool]],
+    customer_ids: np.ndarray,
+    territory_ids: np.ndarray,
+    rules: np.ndarray,
+) -> tuple[list[int], list[Change], list[Change]]:
+    """The rows to delete, to update and to insert so that ``held`` says the given owners."""
+    gone: list[int] = []
+    changed: list[Change] = []
+    added: list[Change] = []
+    for cid, tid, code in zip(
+        customer_ids.tolist(), territory_ids.tolist(), rules.tolist(), strict=True
+    ):
+        now = held.get(cid)
+        if now is not None and now[2]:
+            continue  # pinned: a pin wins over geography
+        if tid < 0:
+            if now is not None:
+                gone.append(cid)
+        elif now is None:
+            added.append((cid, tid, RULES[code]))
+        elif now[:2] != (tid, RULES[code]):
+            changed.append((cid, tid, RULES[code]))
+    return gone, changed, added
 
 
 def customers_near(
@@ -343,12 +455,17 @@ def customers_near(
     return [int(r) for r in rows]
 
 
-def shape_wkb(session: Session, *, territory_id: int) -> bytes | None:
-    """A territory's shape as WKB (None if there is no such territory)."""
-    found = session.scalar(
-        text("SELECT ST_AsBinary(geom) FROM territories WHERE id = :id"), {"id": territory_id}
-    )
-    return bytes(found) if found is not None else None
+def ranked_shape(
+    session: Session, *, territory_id: int
+) -> tuple[bytes | None, int | None, float | None]:
+    """A territory's shape (WKB), priority and area (m²): what its ownership depends on."""
+    row = session.execute(
+        text("SELECT ST_AsBinary(geom) AS wkb, priority, area_m2 FROM territories WHERE id = :id"),
+        {"id": territory_id},
+    ).first()
+    if row is None:
+        return None, None, None
+    return bytes(row.wkb), int(row.priority), float(row.area_m2)
 
 
 def assigned_layers(session: Session, *, lock: bool = False) -> list[tuple[int, str]]:
