@@ -13,6 +13,7 @@ cells those territories touch. When most territories differ, a full build is as 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import threading
@@ -91,6 +92,19 @@ class LayerIndex:
     source: Source  # what the index was built from, to apply the next change
     how: How = "built"  # how this version was made from the one before
     seconds: float = 0.0  # reading the territories and making the index
+
+    @functools.cached_property
+    def shapes_key(self) -> str:
+        """A digest of the index's territories' ids and shapes, in the index's order.
+
+        What is drawn from the shapes alone (colours, simplified outlines) is the same for
+        every version with this key: a new name, owner or priority keeps it.
+        """
+        ids = self.index.territories.ids
+        at = np.searchsorted(self.source.ids, ids)  # the source is by id (engine_input)
+        digest = hashlib.blake2b(ids.tobytes(), digest_size=16)
+        digest.update(np.ascontiguousarray(self.source.digests[at]).tobytes())
+        return digest.hexdigest()
 
     def describe(self, territory_id: int) -> dict[str, Any]:
         """Id, name and owner of one territory of the layer (shared: do not modify)."""
