@@ -139,11 +139,13 @@ def after_change(
     """
     if layer.assigned_at is None:
         return 0
+    old_wkb = before.wkb if before is not None else None
     if before is not None and territory_id is not None:
         after = Before(*assignments.ranked_shape(session, territory_id=territory_id))
         if after == before:
             return 0
-    old_wkb = before.wkb if before is not None else None
+        if after.wkb == before.wkb:
+            old_wkb = None  # a new rank alone: the customers inside, tested once, not twice
     ids = assignments.customers_near(session, old_wkb=old_wkb, territory_id=territory_id)
     if not ids:
         return 0

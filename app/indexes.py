@@ -36,6 +36,7 @@ from spatial.index import Territories, TerritoryIndex
 
 log = logging.getLogger(__name__)
 
+OWN_EDIT_S = 5.0  # a NOTIFY this soon after this worker staged that version is its own edit's
 How = Literal["built", "updated", "kept"]  # whole index / changed cells only / same index
 
 
@@ -168,6 +169,10 @@ class IndexRegistry:
         # next version is made from: a change to apply costs far less than a build.
         self._stale: dict[str, LayerIndex] = {}
         self._lock = threading.Lock()  # one build at a time: builds are CPU-bound anyway
+        # Versions staged by this worker's edits (``stage``), about to be installed: the NOTIFY
+        # of such a commit need not make the same index again (it reached the listener before
+        # the request installed it, and the refresh doubled an edit's work here).
+        self._staged: dict[str, tuple[datetime, float]] = {}  # version, when (monotonic s)
 
     def current(self, layer: Layer) -> LayerIndex:
         """The index of ``layer`` as just read from the database: refreshed if this worker's is
@@ -184,8 +189,12 @@ class IndexRegistry:
         entry = self._entries.get(layer)
         return entry if entry is not None else self.refresh(layer)
 
-    def refresh(self, layer: str) -> LayerIndex:
-        """Bring the layer's index up to the stored layer, if that is newer than the one held."""
+    def refresh(self, layer: str, *, heard: bool = False) -> LayerIndex:
+        """Bring the layer's index up to the stored layer, if that is newer than the one held.
+
+        ``heard``: called for a NOTIFY; a version this worker's own edit staged a moment ago
+        is left to that edit's ``install``.
+        """
         with self._lock, self._factory() as session:
             # One snapshot for the layer's version and its territories, so the label a version
             # carries is the state it holds (READ COMMITTED would read each at its own moment).
@@ -198,6 +207,8 @@ class IndexRegistry:
             # A forgotten entry may be current already: this thread heard of the change and
             # refreshed before the request that made it let go of the entry it held.
             held = self._entries.get(layer) or self._stale.get(layer)
+            if heard and held is not None and self._own(layer, current.updated_at):
+                return held  # this worker's own edit's version, installed at its commit
             if held is not None and held.version >= current.updated_at:
                 entry = held
             else:
@@ -237,7 +248,11 @@ class IndexRegistry:
         """
         version = layer_repo.version_of(session, layer_id=layer.id)
         base = self._entries.get(layer.name) or self._stale.get(layer.name)
-        return self._load(session, layer, base, version=version)
+        entry = self._load(session, layer, base, version=version)
+        # Unique per commit (the clock under the layer's row lock): a rolled-back staging can
+        # never match a committed version, so it can never make a refresh skip one.
+        self._staged[layer.name] = (version, time.monotonic())
+        return entry
 
     def install(self, entry: LayerIndex) -> None:
         """Answer from ``entry`` (``stage``'s, committed) unless a newer one is held already."""
@@ -247,13 +262,26 @@ class IndexRegistry:
                 self._entries[entry.layer] = entry
                 self._stale.pop(entry.layer, None)
                 metrics.observe_index(entry)
+            if self._own(entry.layer, entry.version):
+                del self._staged[entry.layer]
+
+    def _own(self, layer: str, version: datetime) -> bool:
+        """Did this worker's edit stage ``version`` of the layer in the last few seconds?
+
+        Bounded in time: should the install never come (the commit's answer lost after the
+        commit), a NOTIFY after OWN_EDIT_S seconds, or any ``current``, does the work after all.
+        """
+        staged = self._staged.get(layer)
+        if staged is None or staged[0] != version:
+            return False
+        return time.monotonic() - staged[1] < OWN_EDIT_S
 
     def changed(self, layer: str) -> None:
         """A layer changed somewhere: update the index this worker holds, or drop it if gone."""
         if layer not in self._entries and layer not in self._stale:
             return  # never used here: built on first use, as it is now
         with contextlib.suppress(NotFoundError):  # gone: refresh dropped it
-            self.refresh(layer)
+            self.refresh(layer, heard=True)
 
     def version(self, layer: str) -> datetime | None:
         """The version of the layer's index held now (None: none held)."""
