@@ -146,16 +146,12 @@ def after_change(
             return 0
         if after.wkb == before.wkb:
             old_wkb = None  # a new rank alone: the customers inside, tested once, not twice
-    ids = assignments.customers_near(session, old_wkb=old_wkb, territory_id=territory_id)
-    if not ids:
-        return 0
-    found_ids, lon, lat, _ = assignments.customer_table(session, ids=ids)
+    ids, lon, lat = assignments.points_near(session, old_wkb=old_wkb, territory_id=territory_id)
     found = index.owners(lon, lat)
     assignments.write_owners(
-        session, layer_id=layer.id, customer_ids=found_ids, territory_ids=found.owner,
-        rules=found.rule,
-    )  # fmt: skip
-    return len(ids)
+        session, layer_id=layer.id, customer_ids=ids, territory_ids=found.owner, rules=found.rule
+    )
+    return int(ids.size)
 
 
 # Below this many customers SQL re-assigns them where they are; above it the engine does, as
