@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from app.cache import LruCache
 from app.errors import InputError
-from app.indexes import LayerIndex
+from app.indexes import IndexRegistry, LayerIndex
 from app.models import Layer
+from app.repositories import assignments
 from app.repositories import coverage as repo
 from spatial import coverage as engine
 from spatial.balance import Spread, spread
@@ -40,8 +42,21 @@ class CoverageOptions:
 
 def etag(layer: Layer, assignment_version: int, options: CoverageOptions) -> str:
     """A strong ETag: the layer's version, its assignments' version and the options."""
-    key = repr((layer.id, layer.updated_at.isoformat(), assignment_version, options))
+    return _etag(layer.id, layer.updated_at, assignment_version, options)
+
+
+def _etag(layer_id: int, version: datetime, assignment_version: int, options: object) -> str:
+    key = repr((layer_id, version.isoformat(), assignment_version, options))
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
+
+
+# Colours and simplified shapes, by the shapes they are drawn from (LayerIndex.shapes_key), not
+# by the layer's version: an edit of a name, owner or priority keeps them, and they are
+# content-addressed, so one cache serves every app of the process. Apart from the app's cache
+# of answers, so that a stream of edits of one layer (new maps and tiles, each an entry) does
+# not push out another layer's shapes: the counties' cost 1.1 s to clean and 0.2-0.5 s per
+# zoom to simplify, and they were evicted and rebuilt again and again under load.
+_SHAPES = LruCache(max_entries=48)
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,35 +67,130 @@ class _Shapes:
     color: np.ndarray
 
 
+def colors(entry: LayerIndex) -> np.ndarray:
+    """Each territory's colour (0-5, by index position), never shared by touching ones."""
+    geoms = entry.index.territories.geoms
+    found: np.ndarray = _SHAPES.get_or_make(
+        ("colors", entry.shapes_key), lambda: engine.colors(geoms)
+    )
+    return found
+
+
 def shapes(cache: LruCache, entry: LayerIndex, tolerance_m: float) -> _Shapes:
-    """The layer's shapes at ``tolerance_m`` (cached per index version and tolerance)."""
+    """The layer's shapes at ``tolerance_m`` (kept per set of shapes and tolerance).
+
+    ``cache``: unused (the shapes have a cache of their own, ``_SHAPES``); kept for callers.
+    """
+    del cache
 
     def make() -> _Shapes:
         geoms = entry.index.territories.geoms
-        color = cache.get_or_make(
-            ("colors", entry.layer_id, entry.version), lambda: engine.colors(geoms)
-        )
         simple = geoms  # full resolution: the shapes as stored
         if tolerance_m:
-            clean = cache.get_or_make(
-                ("cleaned", entry.layer_id, entry.version), lambda: engine.cleaned(geoms)
+            clean = _SHAPES.get_or_make(
+                ("cleaned", entry.shapes_key), lambda: engine.cleaned(geoms)
             )
             simple = engine.simplify(clean, tolerance_m=tolerance_m)
         # RFC 7946: exterior rings counter-clockwise, holes clockwise.
         text = shapely.to_geojson(shapely.orient_polygons(simple)).tolist()
-        return _Shapes(text, color)
+        return _Shapes(text, colors(entry))
 
-    return cache.get_or_make(("shapes", entry.layer_id, entry.version, tolerance_m), make)
+    found: _Shapes = _SHAPES.get_or_make(("shapes", entry.shapes_key, tolerance_m), make)
+    return found
+
+
+@dataclass(frozen=True, eq=False)
+class Stats:
+    """Customer count and value per territory (by index position), as of ``version``."""
+
+    version: int  # the layer's assignment version the counts are of
+    count: np.ndarray
+    value: np.ndarray
+
+
+def stats(cache: LruCache, session: Session, entry: LayerIndex, version: int) -> Stats:
+    """The territories' customer counts and values, read once per assignments version.
+
+    ``version``: the assignments' version the caller read. The counts may be of a later one
+    (written since): ``Stats.version`` says which, and an answer made from them is labelled
+    with it, so a body always matches its ETag.
+    """
+    ids = entry.index.territories.ids
+
+    def read() -> Stats:
+        found, count, value = repo.versioned_stats(
+            session, layer_id=entry.layer_id, territory_ids=ids
+        )
+        return Stats(found, count, value)
+
+    got: Stats = cache.get_or_make(("stats", entry.layer_id, entry.shapes_key, version), read)
+    return got
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A coverage map answer: its status (200 or 304), body (empty for 304) and ETag."""
+
+    status: int
+    body: bytes
+    tag: str
+
+
+def answer(
+    session: Session,
+    *,
+    cache: LruCache,
+    registry: IndexRegistry,
+    layer: Layer,
+    options: CoverageOptions,
+    if_none_match: str | None,
+) -> Answer:
+    """GET /layers/{layer}/coverage: 304 when ``if_none_match`` is current, else the map.
+
+    The ETag names the layer's version and its assignments' version; the map is made once
+    per ETag and worker (concurrent misses wait for the one being made). When the layer or
+    its assignments moved on between reading their versions and making the map, the answer
+    is labelled with the versions it was made from.
+    """
+    version = assignments.version(session, layer_id=layer.id)
+    tag = etag(layer, version, options)
+    if matches(if_none_match, tag):
+        return Answer(304, b"", tag)
+    entry = registry.current(layer)
+    counts = stats(cache, session, entry, version)
+    if counts.version != version or entry.version != layer.updated_at:
+        tag = _etag(entry.layer_id, entry.version, counts.version, options)
+    body: bytes = cache.get_or_make(
+        ("coverage", tag),
+        lambda: coverage_map(session, cache=cache, entry=entry, options=options, stats=counts),
+    )
+    return Answer(200, body, tag)
+
+
+def matches(if_none_match: str | None, tag: str) -> bool:
+    """Does an If-None-Match header name ``tag`` (weak or strong), or ``*``?"""
+    if not if_none_match:
+        return False
+    names = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return tag in names or "*" in names
 
 
 def coverage_map(
-    session: Session, *, cache: LruCache, entry: LayerIndex, options: CoverageOptions
+    session: Session,
+    *,
+    cache: LruCache,
+    entry: LayerIndex,
+    options: CoverageOptions,
+    stats: Stats | None = None,
 ) -> bytes:
     """The coverage map as GeoJSON bytes (a FeatureCollection, lon/lat degrees)."""
     territories = entry.index.territories
-    count, value = repo.territory_stats(
-        session, layer_id=entry.layer_id, territory_ids=territories.ids
-    )
+    if stats is None:
+        count, value = repo.territory_stats(
+            session, layer_id=entry.layer_id, territory_ids=territories.ids
+        )
+    else:
+        count, value = stats.count, stats.value
     drawn = shapes(cache, entry, options.tolerance_m)
     keep = _in_bbox(territories.geoms, options.bbox)
     total_n, total_value = int(count.sum()), float(value.sum())

@@ -36,6 +36,7 @@ from app.routes import (
     whitespace,
 )
 from app.settings import Settings
+from app.shedding import HeavyWorkLimit
 
 DESCRIPTION = """
 Who owns this place, this customer, this market, and where nobody does.
@@ -101,6 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app, assets_dir=settings.api.assets_dir)
     mapview.install(app, assets_dir=settings.api.assets_dir)
     app.add_middleware(LookupFastPath)  # GET /lookup's hot path, ahead of routing
+    app.add_middleware(
+        HeavyWorkLimit,  # maps, tiles, edits: bounded, queued, else 503 (never /lookup)
+        max_running=settings.api.heavy_running,
+        max_queued=settings.api.heavy_queued,
+        max_wait_s=settings.api.heavy_wait_s,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     # Outside the look-up path and the body limit: who is calling is settled first, and a
     # request without a valid key is answered 401 before its body is read.

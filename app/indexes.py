@@ -13,6 +13,7 @@ cells those territories touch. When most territories differ, a full build is as 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import threading
@@ -35,6 +36,7 @@ from spatial.index import Territories, TerritoryIndex
 
 log = logging.getLogger(__name__)
 
+OWN_EDIT_S = 5.0  # a NOTIFY this soon after this worker staged that version is its own edit's
 How = Literal["built", "updated", "kept"]  # whole index / changed cells only / same index
 
 
@@ -69,6 +71,15 @@ class Source:
         )
         return np.flatnonzero(~same), removed
 
+    def same_shapes(self, newer: Source, at: np.ndarray) -> np.ndarray:
+        """For each position ``at`` in ``newer``: was that territory here, with the same shape?"""
+        if not self.ids.size:
+            return np.zeros(at.size, dtype=bool)
+        order = np.argsort(self.ids)
+        ids = newer.ids[at]
+        old = order[np.minimum(np.searchsorted(self.ids, ids, sorter=order), order.size - 1)]
+        return (self.ids[old] == ids) & (self.digests[old] == newer.digests[at]).all(axis=1)
+
 
 @dataclass(frozen=True, eq=False)
 class LayerIndex:
@@ -82,6 +93,19 @@ class LayerIndex:
     source: Source  # what the index was built from, to apply the next change
     how: How = "built"  # how this version was made from the one before
     seconds: float = 0.0  # reading the territories and making the index
+
+    @functools.cached_property
+    def shapes_key(self) -> str:
+        """A digest of the index's territories' ids and shapes, in the index's order.
+
+        What is drawn from the shapes alone (colours, simplified outlines) is the same for
+        every version with this key: a new name, owner or priority keeps it.
+        """
+        ids = self.index.territories.ids
+        at = np.searchsorted(self.source.ids, ids)  # the source is by id (engine_input)
+        digest = hashlib.blake2b(ids.tobytes(), digest_size=16)
+        digest.update(np.ascontiguousarray(self.source.digests[at]).tobytes())
+        return digest.hexdigest()
 
     def describe(self, territory_id: int) -> dict[str, Any]:
         """Id, name and owner of one territory of the layer (shared: do not modify)."""
@@ -117,14 +141,22 @@ def _next_index(
     if base is None:
         return _build(found), "built"
     changed, removed = base.source.changes(source)
-    n_changes = changed.size + removed.size
-    if n_changes == 0:
+    if changed.size + removed.size == 0:
         return base.index, "kept"  # names or owners changed: the index is the same
+    # A new priority (or area) alone moves no border: only the owners of overlaps change.
+    reshaped = changed[~base.source.same_shapes(source, changed)]
+    n_changes = reshaped.size + removed.size
     if 2 * n_changes > max(source.ids.size, base.source.ids.size):
         return _build(found), "built"  # most territories changed: a full build is as quick
-    index = base.index.with_changes(_territories(found, changed), removed)
-    # The engine builds whole too when a change leaves the root grid or touches most of it.
-    return index, "updated" if index.rebuilt_roots < index.root_cells else "built"
+    index = base.index
+    if n_changes:
+        index = index.with_changes(_territories(found, reshaped), removed)
+        if index.rebuilt_roots == index.root_cells:
+            return index, "built"  # the engine built whole: left the root grid or most of it
+    if reshaped.size < changed.size:
+        at = np.searchsorted(source.ids, index.territories.ids)  # source: by id (engine_input)
+        index = index.with_ranking(source.priority[at], source.area_m2[at])
+    return index, "updated"
 
 
 class IndexRegistry:
@@ -137,6 +169,10 @@ class IndexRegistry:
         # next version is made from: a change to apply costs far less than a build.
         self._stale: dict[str, LayerIndex] = {}
         self._lock = threading.Lock()  # one build at a time: builds are CPU-bound anyway
+        # Versions staged by this worker's edits (``stage``), about to be installed: the NOTIFY
+        # of such a commit need not make the same index again (it reached the listener before
+        # the request installed it, and the refresh doubled an edit's work here).
+        self._staged: dict[str, tuple[datetime, float]] = {}  # version, when (monotonic s)
 
     def current(self, layer: Layer) -> LayerIndex:
         """The index of ``layer`` as just read from the database: refreshed if this worker's is
@@ -153,8 +189,12 @@ class IndexRegistry:
         entry = self._entries.get(layer)
         return entry if entry is not None else self.refresh(layer)
 
-    def refresh(self, layer: str) -> LayerIndex:
-        """Bring the layer's index up to the stored layer, if that is newer than the one held."""
+    def refresh(self, layer: str, *, heard: bool = False) -> LayerIndex:
+        """Bring the layer's index up to the stored layer, if that is newer than the one held.
+
+        ``heard``: called for a NOTIFY; a version this worker's own edit staged a moment ago
+        is left to that edit's ``install``.
+        """
         with self._lock, self._factory() as session:
             # One snapshot for the layer's version and its territories, so the label a version
             # carries is the state it holds (READ COMMITTED would read each at its own moment).
@@ -167,6 +207,8 @@ class IndexRegistry:
             # A forgotten entry may be current already: this thread heard of the change and
             # refreshed before the request that made it let go of the entry it held.
             held = self._entries.get(layer) or self._stale.get(layer)
+            if heard and held is not None and self._own(layer, current.updated_at):
+                return held  # this worker's own edit's version, installed at its commit
             if held is not None and held.version >= current.updated_at:
                 entry = held
             else:
@@ -196,12 +238,50 @@ class IndexRegistry:
             if entry is not None:
                 self._stale[layer] = entry
 
+    def stage(self, session: Session, layer: Layer) -> LayerIndex:
+        """The layer's next index as ``session`` sees it, its own uncommitted change included.
+
+        Made from the index held (the changed cells only), labelled with the version the
+        session's ``layers.touch`` gave the layer: the session holds the layer's row lock, so
+        no other change can land in between and that label is what the commit stores. The
+        caller re-assigns customers with it and, once committed, ``install``s it.
+        """
+        version = layer_repo.version_of(session, layer_id=layer.id)
+        base = self._entries.get(layer.name) or self._stale.get(layer.name)
+        entry = self._load(session, layer, base, version=version)
+        # Unique per commit (the clock under the layer's row lock): a rolled-back staging can
+        # never match a committed version, so it can never make a refresh skip one.
+        self._staged[layer.name] = (version, time.monotonic())
+        return entry
+
+    def install(self, entry: LayerIndex) -> None:
+        """Answer from ``entry`` (``stage``'s, committed) unless a newer one is held already."""
+        with self._lock:
+            held = self._entries.get(entry.layer) or self._stale.get(entry.layer)
+            if held is None or held.version < entry.version:
+                self._entries[entry.layer] = entry
+                self._stale.pop(entry.layer, None)
+                metrics.observe_index(entry)
+            if self._own(entry.layer, entry.version):
+                del self._staged[entry.layer]
+
+    def _own(self, layer: str, version: datetime) -> bool:
+        """Did this worker's edit stage ``version`` of the layer in the last few seconds?
+
+        Bounded in time: should the install never come (the commit's answer lost after the
+        commit), a NOTIFY after OWN_EDIT_S seconds, or any ``current``, does the work after all.
+        """
+        staged = self._staged.get(layer)
+        if staged is None or staged[0] != version:
+            return False
+        return time.monotonic() - staged[1] < OWN_EDIT_S
+
     def changed(self, layer: str) -> None:
         """A layer changed somewhere: update the index this worker holds, or drop it if gone."""
         if layer not in self._entries and layer not in self._stale:
             return  # never used here: built on first use, as it is now
         with contextlib.suppress(NotFoundError):  # gone: refresh dropped it
-            self.refresh(layer)
+            self.refresh(layer, heard=True)
 
     def version(self, layer: str) -> datetime | None:
         """The version of the layer's index held now (None: none held)."""
@@ -215,8 +295,11 @@ class IndexRegistry:
         metrics.forget_index(layer)
 
     @staticmethod
-    def _load(session: Session, layer: Layer, base: LayerIndex | None) -> LayerIndex:
-        """The layer's entry as stored now, made from ``base`` when there is one."""
+    def _load(
+        session: Session, layer: Layer, base: LayerIndex | None, *, version: datetime | None = None
+    ) -> LayerIndex:
+        """The layer's entry as ``session`` sees it, made from ``base`` when there is one;
+        labelled ``version`` (the layer's ``updated_at`` by default)."""
         started = time.perf_counter()
         found = assignments.engine_input(session, layer_id=layer.id)
         source = Source.of(found)
@@ -225,7 +308,7 @@ class IndexRegistry:
         entry = LayerIndex(
             layer_id=layer.id,
             layer=layer.name,
-            version=layer.updated_at,
+            version=version or layer.updated_at,
             index=index,
             # Built once per index: a batch of 100,000 look-ups reuses them, not rebuilds them.
             refs={
@@ -244,7 +327,8 @@ class IndexRegistry:
             len(index),
             index.rebuilt_roots if how != "kept" else 0,
         )
-        metrics.observe_index(entry)
+        if version is None:  # a staged entry counts once installed
+            metrics.observe_index(entry)
         return entry
 
 

@@ -52,6 +52,13 @@ class ApiSettings(BaseSettings):
     # TERRITORY_API_CORS_ORIGINS='["https://maps.example.com"]'; ["*"] allows any. Empty (the
     # default): no CORS headers at all (the app's own /map page is same-origin, needs none).
     cors_origins: list[str] = Field(default_factory=list)
+    # Heavy requests (maps, tiles, edits, analyses, imports) per worker (app/shedding.py): at
+    # most heavy_running at once (fewer than the database pool's 10 connections, so /health
+    # always finds one), up to heavy_queued more waiting at most heavy_wait_s seconds; beyond
+    # that 503 + Retry-After at once rather than a time-out.
+    heavy_running: int = 8
+    heavy_queued: int = 64
+    heavy_wait_s: float = 10.0
 
 
 class AuthSettings(BaseSettings):

@@ -59,6 +59,7 @@ from app import demo
 from app.db import make_engine, migrate
 from app.notify import conninfo
 from app.settings import DatabaseSettings, Settings
+from bench.auth import admin_headers
 from bench.bench_assign import load_data, loadavg, markdown_table, rich_table, scratch_database
 from bench.bench_http import (
     HOST,
@@ -182,6 +183,7 @@ class Bench:
     workdir: Path
     url: str = ""
     port: int = 0
+    headers: dict[str, str] = field(default_factory=dict)  # an admin API key, on every request
     pgid: int = 0  # the server's process group
     partners: Partners = field(default_factory=lambda: Partners({}, {}))
     results: dict[str, Any] = field(default_factory=dict)  # loadgen's summary of the run
@@ -193,12 +195,13 @@ class Bench:
 # --- HTTP set-up ---------------------------------------------------------------------------
 
 
-def call(port: int, method: str, path: str, body: Any = None, timeout: float = 600) -> Any:
+def call(bench: Bench, method: str, path: str, body: Any = None, timeout: float = 600) -> Any:
     """One request on a fresh connection; its JSON answer. A status >= 300 is a BenchmarkError."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = http.client.HTTPConnection(HOST, bench.port, timeout=timeout)
     try:
         payload = None if body is None else json.dumps(body)
-        conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **bench.headers}
+        conn.request(method, path, body=payload, headers=headers)
         response = conn.getresponse()
         raw = response.read()
     finally:
@@ -229,24 +232,24 @@ def feature(geometry: dict[str, Any], name: str, owner: str, priority: int) -> d
     }
 
 
-def create_partners(port: int, rng: np.random.Generator) -> Partners:
+def create_partners(bench: Bench, rng: np.random.Generator) -> Partners:
     """The partners layer over HTTP: regions (priority 3, some exclusive), metros (priority 1),
     drawn areas (priority 0-2). Regions overlap each other, metros and drawn areas lie on them."""
-    call(port, "POST", "/layers", {"name": PARTNERS, "title": "Partner plan (load test)"})
+    call(bench, "POST", "/layers", {"name": PARTNERS, "title": "Partner plan (load test)"})
     path = f"/layers/{PARTNERS}/territories"
     ids: dict[str, int] = {}
     for i, (name, states) in enumerate(REGIONS.items()):
         body = {"name": name, "states": states, "owner": f"Region partner {i % 4}",
                 "priority": 3, "exclusive": i % 3 == 0}  # fmt: skip
-        ids[name] = call(port, "POST", path, body)["id"]
+        ids[name] = call(bench, "POST", path, body)["id"]
     for i, (name, counties) in enumerate(METROS.items()):
         body = {"name": name, "counties": counties, "owner": f"Metro partner {i % 5}",
                 "priority": 1}  # fmt: skip
-        ids[name] = call(port, "POST", path, body)["id"]
+        ids[name] = call(bench, "POST", path, body)["id"]
     home = {}
     for name, (lon, lat, radius) in DRAWN.items():
         body = feature(blob(rng, lon, lat, radius), name, "Field team", int(rng.integers(0, 3)))
-        ids[name] = call(port, "POST", path, body)["id"]
+        ids[name] = call(bench, "POST", path, body)["id"]
         home[ids[name]] = (lon, lat, radius)
     return Partners(ids, home)
 
@@ -301,6 +304,9 @@ class Scheduler:
             lon, lat = self.customer()
             width = 4 * 360 / 2**zoom
             x0 = math.floor(lon / (width / 2)) * width / 2 - width / 2
+            # Kept within -180..180 (the service refuses a bbox beyond it, rightly): at zoom 4
+            # a viewport is 90 degrees wide, and one around Hawaii began at -202.5.
+            x0 = min(max(x0, -180.0), 180.0 - width)
             y0 = max(math.floor(lat / (width / 4)) * width / 4 - width / 4, -85.0)
             path += f"&bbox={x0:g},{y0:g},{x0 + width:g},{min(y0 + width / 2, 85.0):g}"
         return self.item("coverage", "GET", path, layer, revalidate=True)
@@ -384,7 +390,7 @@ def run_loadgen(bench: Bench, plan: Plan, seconds: float, name: str) -> dict[str
     args = bench.args
     spec = {"mode": "mixed", "host": HOST, "port": bench.port, "rate": args.rate,
             "seconds": seconds, "connections": args.connections, "timeout": args.timeout,
-            "items": plan.items}  # fmt: skip
+            "items": plan.items, "headers": bench.headers}  # fmt: skip
     path = bench.workdir / f"{name}.json"
     path.write_bytes(orjson.dumps(spec))
     proc = subprocess.run(
@@ -564,12 +570,14 @@ async def pinned_connections(
     raise BenchmarkError(f"fresh connections reached only workers {sorted(found)}")
 
 
-async def ask_pinned(port: int, pid: int, conn: Connection, paths: list[str]) -> list[Any]:
+async def ask_pinned(
+    port: int, auth: str, pid: int, conn: Connection, paths: list[str]
+) -> list[Any]:
     """Every path's JSON answer from worker ``pid``, in order, on ``conn``; should the server
     close it (keep-alive timeout), on a new connection pinned to the same worker."""
     answers = []
     for path in paths:
-        request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+        request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n{auth}\r\n".encode()
         try:
             status, _, body = await _timed(_exchange_full(conn, request), f"{path} on {pid}")
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -584,14 +592,16 @@ async def ask_pinned(port: int, pid: int, conn: Connection, paths: list[str]) ->
 
 
 async def ask_workers(
-    port: int, workers: int, paths: list[str], per_worker: int = 2
+    bench: Bench, workers: int, paths: list[str], per_worker: int = 2
 ) -> dict[int, list[Any]]:
     """Every path's JSON answer from every worker, in order: pid -> answers. All workers are
     asked at once, each on ``per_worker`` connections taking every per_worker-th path."""
+    port = bench.port
+    auth = "".join(f"{name}: {value}\r\n" for name, value in bench.headers.items())
     pinned = await pinned_connections(port, workers, per_worker)
     jobs = [(pid, k, conn) for pid, conns in pinned.items() for k, conn in enumerate(conns)]
     parts = await asyncio.gather(
-        *(ask_pinned(port, pid, conn, paths[k::per_worker]) for pid, k, conn in jobs)
+        *(ask_pinned(port, auth, pid, conn, paths[k::per_worker]) for pid, k, conn in jobs)
     )
     found: dict[int, list[Any]] = {pid: [None] * len(paths) for pid in pinned}
     for (pid, k, _), part in zip(jobs, parts, strict=True):
@@ -623,7 +633,7 @@ def check_agreement(bench: Bench, plan: Plan) -> None:
         truth = oracle(bench.url, layer, lon, lat)
         paths = [f"/lookup?lon={x!r}&lat={y!r}&layer={layer}" for x, y in points.tolist()]
         started = time.perf_counter()
-        by_worker = asyncio.run(ask_workers(bench.port, bench.args.workers, paths))
+        by_worker = asyncio.run(ask_workers(bench, bench.args.workers, paths))
         seconds = time.perf_counter() - started
         for pid, answers in sorted(by_worker.items()):
             wrong = differences(answers, truth)
@@ -643,7 +653,7 @@ def check_agreement(bench: Bench, plan: Plan) -> None:
 def recheck(bench: Bench, paths: list[str], truth: dict[str, Any], at: list[int]) -> int:
     """How many of the points ``at`` (``paths``) still differ on some worker after 10 s more."""
     time.sleep(10)
-    again = asyncio.run(ask_workers(bench.port, bench.args.workers, paths, per_worker=1))
+    again = asyncio.run(ask_workers(bench, bench.args.workers, paths, per_worker=1))
     subset = {key: [truth[key][i] for i in at] for key in ("covering", "rule")}
     subset["refs"] = truth["refs"]
     return max(len(differences(answers, subset)) for answers in again.values())
@@ -801,9 +811,9 @@ def set_up(bench: Bench, context: dict[str, Any]) -> None:
 
 def set_up_partners(bench: Bench) -> None:
     """The partners layer, and every customer assigned to the counties and to the partners."""
-    bench.partners = create_partners(bench.port, np.random.default_rng(bench.args.seed))
+    bench.partners = create_partners(bench, np.random.default_rng(bench.args.seed))
     for layer in LOOKUP_LAYERS:
-        done = call(bench.port, "POST", f"/layers/{layer}/assign")
+        done = call(bench, "POST", f"/layers/{layer}/assign")
         bench.notes.append(f"POST /layers/{layer}/assign: {done}")
 
 
@@ -831,6 +841,7 @@ def run_all(bench: Bench, context: dict[str, Any]) -> None:
         bench.url = url
         _step("setup: boundaries, customers", lambda: set_up(bench, context))
         bench.port = free_port()
+        bench.headers = admin_headers(url)
         env = {**os.environ, "DATABASE_URL": url, "TERRITORY_DATABASE_URL": url,
                "PYTHONPATH": str(ROOT)}  # fmt: skip
         cmd = uvicorn_command("app.main:app", bench.port, args.workers)

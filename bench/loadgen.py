@@ -162,11 +162,18 @@ def _owner_id(body: bytes) -> int | None:
     return None if owner is None else int(owner["id"])
 
 
+def _header_lines(spec: dict[str, Any]) -> str:
+    """The spec's extra headers (an API key) as request lines."""
+    return "".join(f"{name}: {value}\r\n" for name, value in spec.get("headers", {}).items())
+
+
 async def run_open_loop(spec: dict[str, Any]) -> dict[str, Any]:
     """Send ``rate * seconds`` requests on schedule; the latencies and checks, summarised."""
     host, port = spec["host"], spec["port"]
+    extra = _header_lines(spec)
     requests = [
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode() for path in spec["paths"]
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+        for path in spec["paths"]
     ]
     run = Run(host, port, requests=requests, expected=spec["expected"])
     run.idle = [(await run.connect(), time.perf_counter()) for _ in range(spec["connections"])]
@@ -271,6 +278,7 @@ class MixedRun:
     pool: Pool
     items: list[dict[str, Any]]
     timeout_s: float
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (the key)
     labels: dict[str, Label] = field(default_factory=dict)
     etags: dict[str, str] = field(default_factory=dict)  # path -> ETag last seen (a cache)
     created: dict[str, asyncio.Future[int]] = field(default_factory=dict)  # token -> new id
@@ -321,6 +329,7 @@ class MixedRun:
     def request(self, item: dict[str, Any], path: str, label: Label) -> bytes:
         """The request's bytes: If-None-Match when revalidating a path seen before, a body."""
         head = [f"{item['method']} {path} HTTP/1.1", f"Host: {self.pool.host}:{self.pool.port}"]
+        head += [f"{name}: {value}" for name, value in self.headers.items()]
         if item.get("revalidate") and path in self.etags:
             head.append(f"If-None-Match: {self.etags[path]}")
             label.revalidated += 1
@@ -392,7 +401,9 @@ class MixedRun:
 
 async def run_mixed(spec: dict[str, Any]) -> dict[str, Any]:
     """Send every item of the spec on schedule; the results per label, summarised."""
-    run = MixedRun(Pool(spec["host"], spec["port"]), spec["items"], spec["timeout"])
+    run = MixedRun(
+        Pool(spec["host"], spec["port"]), spec["items"], spec["timeout"], spec.get("headers", {})
+    )
     for item in run.items:
         run.label(item).scheduled += 1
     run.pool.idle = [

@@ -756,6 +756,41 @@ class TerritoryIndex:
             territories, cells, answers, rebuilt_roots=roots.size, lock=self._lock
         )
 
+    def with_ranking(self, priority: npt.ArrayLike, area_m2: npt.ArrayLike) -> TerritoryIndex:
+        """A new index: the same shapes, each territory's priority and area (by position) new.
+
+        No cell changes (which territories cover a cell depends on the shapes alone), so only
+        the owners and rules of the shared covering sets are decided again: milliseconds, where
+        ``with_changes`` rebuilds every root cell the territories touch (a region of six
+        states: 361 cells, 0.45 s). This index stays valid and unchanged.
+        """
+        old = self.territories
+        territories = Territories(
+            ids=old.ids,
+            geoms=old.geoms,
+            priority=np.asarray(priority, dtype=old.priority.dtype).copy(),
+            area_m2=np.asarray(area_m2, dtype=old.area_m2.dtype).copy(),
+        )
+        a = self._answers
+        shared = np.flatnonzero(a.covering > 1)
+        answers = a
+        if shared.size:
+            sizes = a.covering[shared].astype(np.int64)
+            first = np.cumsum(sizes) - sizes
+            pairs = np.repeat(a.start[shared] - first, sizes) + np.arange(int(sizes.sum()))
+            # Rows left unreferenced by an earlier change may name a removed position (-1):
+            # they are resolved too (harmlessly) and never read.
+            members = a.members[pairs]
+            owner, rule, _ = _resolve(
+                np.ones(members.size, dtype=bool), members, first, _ranks(territories),
+                territories,
+            )  # fmt: skip
+            owner_id, rules = a.owner_id.copy(), a.rule.copy()
+            owner_id[shared] = territories.ids[owner]
+            rules[shared] = rule
+            answers = replace(a, owner_id=owner_id, rule=rules, shared=dict(a.shared))
+        return TerritoryIndex(territories, self._cells, answers, rebuilt_roots=0, lock=self._lock)
+
     def __len__(self) -> int:
         return len(self.territories)
 

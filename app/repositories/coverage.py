@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,34 @@ LIMIT :limit
 """
 
 
+# The same, with the assignments' version they are as of: one statement, one snapshot (a
+# version read by a statement of its own may already be older than the counts).
+_VERSIONED_STATS = f"""
+WITH v AS (SELECT coalesce(max(version), 0) AS version FROM assignment_versions
+           WHERE layer_id = :l),
+s AS ({_STATS})
+SELECT v.version, s.id, s.n, s.value FROM v LEFT JOIN s ON true
+"""
+
+
+def versioned_stats(
+    session: Session, *, layer_id: int, territory_ids: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """The layer's assignment version, and ``territory_stats`` as of that version."""
+    rows = session.execute(text(_VERSIONED_STATS), {"l": layer_id}).all()
+    count, value = _by_territory([r for r in rows if r.id is not None], territory_ids)
+    return int(rows[0].version), count, value
+
+
 def territory_stats(
     session: Session, *, layer_id: int, territory_ids: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Customer count and value of each of ``territory_ids`` (0 where none is assigned)."""
-    rows = session.execute(text(_STATS), {"l": layer_id}).all()
+    return _by_territory(session.execute(text(_STATS), {"l": layer_id}).all(), territory_ids)
+
+
+def _by_territory(rows: Sequence[Any], territory_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Count and value of each of ``territory_ids`` from rows of (id, n, value)."""
     count = np.zeros(territory_ids.size, dtype=np.int64)
     value = np.zeros(territory_ids.size, dtype=np.float64)
     if rows:

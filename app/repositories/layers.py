@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.errors import ConflictError, unknown_layer
+from app.errors import ConflictError, NotFoundError, unknown_layer
 from app.models import Layer, Territory
 from app.repositories import keys
 
@@ -101,6 +102,14 @@ def touch(session: Session, *, layer: Layer) -> None:
         update(Layer).where(Layer.id == layer.id).values(updated_at=func.clock_timestamp())
     )
     notify(session, name=layer.name)
+
+
+def version_of(session: Session, *, layer_id: int) -> datetime:
+    """The layer's ``updated_at`` as this session sees it now (after its own ``touch``)."""
+    found = session.scalar(select(Layer.updated_at).where(Layer.id == layer_id))
+    if found is None:
+        raise NotFoundError(f"layer {layer_id} does not exist", field="layer")
+    return found
 
 
 def notify(session: Session, *, name: str) -> None:

@@ -8,11 +8,15 @@ that cost a scan (customer counts) are passed in as arrays the caller keeps per 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from app.cache import LruCache
 
 EXTENT = 4096  # tile units per tile side (the MVT default)
 BUFFER = 64  # tile units drawn beyond each edge, so strokes at the edges join up
@@ -159,6 +163,26 @@ def territory_tile(
         "counts": attributes.counts,
     }
     return bytes(session.scalar(text(_TERRITORIES), params) or b"")
+
+
+TILE_CACHE_ENTRIES = 256  # layer tiles kept per worker: ~10-100 kB each, so ~25 MB at most
+_TILE_CACHE_LOCK = threading.Lock()
+
+
+def cached_tile(state: Any, tag: str, make: Callable[[], bytes]) -> bytes:
+    """The layer tile named ``tag`` (its ETag), made by ``make`` once per worker.
+
+    Kept in a cache of the app's own (``state``: the app's state), apart from its cache of
+    answers: tiles are many and small, maps few and large, and neither should push the other
+    out. Concurrent requests for the same tile wait for the one being made (single flight):
+    after an edit every client revalidates its tiles at once.
+    """
+    with _TILE_CACHE_LOCK:
+        cache = getattr(state, "tile_cache", None)
+        if cache is None:
+            cache = state.tile_cache = LruCache(max_entries=TILE_CACHE_ENTRIES)
+    found: bytes = cache.get_or_make(("tile", tag), make)
+    return found
 
 
 def customer_tile(session: Session, *, z: int, x: int, y: int) -> bytes:

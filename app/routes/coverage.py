@@ -6,14 +6,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from app import coverage
 from app.auth import READ
 from app.cache import LruCache
-from app.coverage import CoverageOptions, coverage_map, etag
+from app.coverage import CoverageOptions
 from app.db import SessionDep
 from app.errors import InputError
 from app.geojson import GEOJSON
 from app.indexes import IndexDep
-from app.repositories import assignments, layers
+from app.repositories import layers
 from app.routes.params import PROBLEMS, BboxDep, geojson
 from app.schemas import FeatureCollectionPublic
 from spatial.coverage import tolerance_for_zoom
@@ -23,14 +24,6 @@ router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified: the If-None-Match ETag is current"}
 }
-
-
-def _matches(if_none_match: str | None, tag: str) -> bool:
-    """Does an If-None-Match header name ``tag`` (weak or strong), or ``*``?"""
-    if not if_none_match:
-        return False
-    names = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    return tag in names or "*" in names
 
 
 @router.get(
@@ -66,14 +59,12 @@ def layer_coverage(
     target = layers.get_by_name(session, name=layer)
     tolerance = tolerance_for_zoom(zoom) if zoom is not None else (tolerance_m or 0.0)
     options = CoverageOptions(bbox=bbox, tolerance_m=tolerance, include_customers=include_customers)
-    tag = etag(target, assignments.version(session, layer_id=target.id), options)
-    headers = {"ETag": tag, "Cache-Control": "no-cache"}  # cache, but ask again (304 is cheap)
-    if _matches(request.headers.get("if-none-match"), tag):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    entry = registry.current(target)
     cache: LruCache = request.app.state.cache
-    body = cache.get_or_make(
-        ("coverage", tag),
-        lambda: coverage_map(session, cache=cache, entry=entry, options=options),
-    )
-    return Response(body, media_type=GEOJSON, headers=headers)
+    found = coverage.answer(
+        session, cache=cache, registry=registry, layer=target, options=options,
+        if_none_match=request.headers.get("if-none-match"),
+    )  # fmt: skip
+    headers = {"ETag": found.tag, "Cache-Control": "no-cache"}  # cache, ask again (304: cheap)
+    if found.status == status.HTTP_304_NOT_MODIFIED:
+        return Response(status_code=found.status, headers=headers)
+    return Response(found.body, media_type=GEOJSON, headers=headers)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import Discriminator, Tag
 from sqlalchemy.orm import Session
 
-from app.assign import after_change, before_change
+from app.assign import Before, after_change, before_change
 from app.auth import READ, WRITE
 from app.db import SessionDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
@@ -109,18 +109,19 @@ def _commit(
     layer: Layer,
     *,
     territory_id: int | None,
-    old_wkb: bytes | None,
+    before: Before | None,
 ) -> None:
     """The request's one commit, with the customers the change affects re-assigned.
 
-    This worker's index of the layer is set aside here and updated (only the root cells the
-    change touches) on its next look-up or when the NOTIFY arrives; other workers hear of the
-    change by NOTIFY and update theirs.
+    This worker's next index of the layer is made here (only the root cells the change
+    touches), re-assigns those customers and replaces the one held at the commit; look-ups
+    go on from the one held until then. Other workers hear of the change by NOTIFY.
     """
-    after_change(session, layer=layer, territory_id=territory_id, old_wkb=old_wkb)
-    layers.touch(session, layer=layer)
+    layers.touch(session, layer=layer)  # first: the version the staged index carries
+    entry = registry.stage(session, layer)
+    after_change(session, layer=layer, territory_id=territory_id, before=before, index=entry.index)
     session.commit()
-    registry.forget(layer.name)
+    registry.install(entry)
 
 
 def _edit(
@@ -139,7 +140,7 @@ def _edit(
         return overlaps.preview(session, layer_id=target.id, territory_id=territory_id)
     old = before_change(session, layer=target, territory_id=territory_id)
     change(session=session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target, territory_id=territory_id, old_wkb=old)
+    _commit(session, registry, target, territory_id=territory_id, before=old)
     return _respond(session, target.id, territory_id)
 
 
@@ -173,7 +174,7 @@ def create_territory(
     territory_id = repo.create(session, layer_id=target.id, draft=draft)
     if dry_run:
         return overlaps.preview(session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target, territory_id=territory_id, old_wkb=None)
+    _commit(session, registry, target, territory_id=territory_id, before=None)
     out = _respond(session, target.id, territory_id, status.HTTP_201_CREATED)
     out.headers["Location"] = str(
         request.url_for("get_territory", layer=layer, territory_id=territory_id)
@@ -267,5 +268,5 @@ def delete_territory(
     target = layers.get_by_name(session, name=layer, for_change=True)
     old = before_change(session, layer=target, territory_id=territory_id)
     repo.remove(session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target, territory_id=None, old_wkb=old)
+    _commit(session, registry, target, territory_id=None, before=old)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

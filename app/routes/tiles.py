@@ -28,18 +28,17 @@ import orjson
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy.orm import Session
 
+from app import coverage
 from app.auth import READ
 from app.cache import LruCache
+from app.coverage import matches as _matches
 from app.db import SessionDep
 from app.errors import NotFoundError
 from app.indexes import IndexDep, LayerIndex
 from app.models import Layer
 from app.repositories import assignments, layers
-from app.repositories import coverage as coverage_repo
 from app.repositories import tiles as repo
-from app.routes.coverage import _matches
 from app.routes.params import PROBLEMS
-from spatial import coverage as coverage_engine
 
 router = APIRouter(prefix="/tiles", tags=["tiles"], responses=PROBLEMS, dependencies=[READ])
 
@@ -147,7 +146,12 @@ def layer_tile(
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=_cache_headers(tag))
     attributes = _attributes(request, session, registry.current(target), version)
-    body = repo.territory_tile(session, layer_id=target.id, z=z, x=x, y=y, attributes=attributes)
+    body = repo.cached_tile(
+        request.app.state, tag,
+        lambda: repo.territory_tile(
+            session, layer_id=target.id, z=z, x=x, y=y, attributes=attributes
+        ),
+    )  # fmt: skip
     return _tile_response(request, tag, body)
 
 
@@ -184,13 +188,8 @@ def _attributes(
 
     def make() -> repo.TerritoryAttributes:
         territory_ids = entry.index.territories.ids
-        count, _ = coverage_repo.territory_stats(
-            session, layer_id=entry.layer_id, territory_ids=territory_ids
-        )
-        color = cache.get_or_make(
-            ("colors", entry.layer_id, entry.version),  # app.coverage.shapes' key
-            lambda: coverage_engine.colors(entry.index.territories.geoms),
-        )
+        count = coverage.stats(cache, session, entry, assignment_version).count
+        color = coverage.colors(entry)  # the coverage map's, made once for both
         return repo.TerritoryAttributes.of(territory_ids.tolist(), color.tolist(), count.tolist())
 
     key = ("tile-attributes", entry.layer_id, entry.version, assignment_version)

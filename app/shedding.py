@@ -1,0 +1,93 @@
+"""A bound on heavy work per worker: requests beyond it wait in a short queue, or get a 503.
+
+Map reads, tiles, edits, analyses and imports (``HEAVY_PREFIXES``) run on the worker's thread
+pool and hold one of its pooled database connections (5 + 5 overflow) while they run. Under
+more load than the machine can serve, they used to pile up: requests waited up to 30 s for a
+connection and timed out, and ``/health``, which needs a connection too, did not answer for a
+minute (bench/RESULTS.md, "Load"). Here at most ``max_running`` of them run at once (fewer
+than the pool's connections, so ``/health`` always finds one), up to ``max_queued`` more wait
+their turn in arrival order for at most ``max_wait_s`` seconds, and anything beyond is
+answered at once with 503 + Retry-After (``application/problem+json``), which a client can
+retry, instead of a time-out. ``/lookup`` (answered from memory), ``/health`` and ``/metrics``
+are never held back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import problem
+
+HEAVY_PREFIXES = ("/layers", "/tiles", "/customers", "/ogc")
+RETRY_AFTER_S = 2  # what a shed request is told to wait: about a queue's worth of work
+
+
+class HeavyWorkLimit:
+    """Pure ASGI middleware: bounded concurrency and queue for the heavy routes, else 503."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_running: int = 8, max_queued: int = 64, max_wait_s: float = 10
+    ) -> None:
+        self.app = app
+        self.max_running = max_running
+        self.max_queued = max_queued
+        self.max_wait_s = max_wait_s
+        self.running = 0
+        self.shed = 0  # requests answered 503 here, since start (tests, logs)
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a heavy request when a slot is free (waiting its turn), else answer 503."""
+        if scope["type"] != "http" or not scope["path"].startswith(HEAVY_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if not await self._acquire():
+            self.shed += 1
+            detail = (
+                f"the service is busy ({self.running} heavy requests running, "
+                f"{len(self._waiting)} waiting); retry in {RETRY_AFTER_S} s"
+            )
+            response = problem(503, "Service overloaded", detail, instance=scope["path"])
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._release()
+
+    async def _acquire(self) -> bool:
+        """Take a slot, waiting in line for one if need be; False: shed the request."""
+        if self.running < self.max_running and not self._waiting:
+            self.running += 1
+            return True
+        if len(self._waiting) >= self.max_queued:
+            return False
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(turn)
+        try:
+            await asyncio.wait_for(asyncio.shield(turn), self.max_wait_s)
+        except TimeoutError:
+            if turn.done():  # handed a slot just as the wait ran out: take it
+                return True
+            self._waiting.remove(turn)
+            return False
+        except asyncio.CancelledError:  # the client went away while waiting
+            if turn.done():
+                self._release()  # the slot handed over is not used: pass it on
+            else:
+                self._waiting.remove(turn)
+            raise
+        return True
+
+    def _release(self) -> None:
+        """Hand the slot to the first waiter, or free it."""
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot passes on: running stays as it is
+                return
+        self.running -= 1
