@@ -20,7 +20,6 @@ from app.factory import create_app
 from app.indexes import IndexRegistry
 from app.repositories import layers
 from app.settings import Settings
-from app.shedding import HeavyWorkLimit
 from tests import canonical
 
 LAYER = "busy"
@@ -236,11 +235,16 @@ def test_after_the_refresh_lookups_see_the_change(
 
 
 @pytest.fixture
-def bounded(settings: Settings, engine: Engine, clean: None) -> Iterator[TestClient]:
+def bounded(
+    settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
+) -> Iterator[TestClient]:
     """The app with at most one heavy request running and one waiting (for 1 s)."""
-    app = create_app(settings)
-    limited = HeavyWorkLimit(app, max_running=1, max_queued=1, max_wait_s=1.0)
-    with TestClient(limited) as c:
+    api = settings.api.model_copy(
+        update={"heavy_running": 1, "heavy_queued": 1, "heavy_wait_s": 1.0}
+    )
+    with TestClient(
+        create_app(settings.model_copy(update={"api": api})), headers=auth_headers
+    ) as c:
         yield c
 
 
