@@ -305,6 +305,60 @@ class FeatureCollectionPublic(BaseModel):
     links: list[LinkPublic]
 
 
+class CoverageFeaturePublic(BaseModel):
+    """A feature of a coverage map: a territory, or an assigned customer (a Point)."""
+
+    type: Literal["Feature"]
+    id: int | str = Field(description="The territory id, or 'customer-<id>' for a customer")
+    geometry: dict[str, Any] | None = Field(description="GeoJSON geometry")
+    properties: dict[str, Any] = Field(
+        description="name, owner, customer_count, customer_value, area_km2, shares, color; "
+        "a customer's: kind, customer_id, territory_id, value"
+    )
+
+
+class CoveragePublic(BaseModel):
+    """A layer's coverage map: its territories (and customers) with stats and colours."""
+
+    type: Literal["FeatureCollection"]
+    layer: str
+    summary: dict[str, float] = Field(
+        description="territories, customer_count, customer_value and area_km2 of the layer"
+    )
+    features: list[CoverageFeaturePublic]
+
+
+class SpreadTerritoryPublic(BaseModel):
+    """A territory named in a spread, with its measure."""
+
+    id: int
+    name: str
+    owner: str | None
+    value: float
+
+
+class SpreadPublic(BaseModel):
+    """How evenly one measure is spread over a layer's territories."""
+
+    mean: float
+    cv: float = Field(description="Coefficient of variation")
+    gini: float
+    max_min_ratio: float | None = Field(description="null when the smallest is 0")
+    above_mean: list[SpreadTerritoryPublic] = Field(description="The largest, largest first")
+    below_mean: list[SpreadTerritoryPublic] = Field(description="The smallest, smallest first")
+
+
+class BalancePublic(BaseModel):
+    """A layer's balance: the spread of each measure, and each territory against the mean."""
+
+    type: Literal["FeatureCollection"]
+    layer: str
+    balance: dict[str, SpreadPublic] = Field(
+        description="customer_count, customer_value and area_km2"
+    )
+    features: list[FeaturePublic]
+
+
 class ProblemPublic(BaseModel):
     """An RFC 9457 problem: what went wrong and which field, row or coordinate caused it."""
 

@@ -10,11 +10,11 @@ from app.cache import LruCache
 from app.coverage import CoverageOptions, coverage_map, etag
 from app.db import SessionDep
 from app.errors import InputError
-from app.geojson import GEOJSON
+from app.geojson import GEOJSON, GeoJSONResponse
 from app.indexes import IndexDep
 from app.repositories import assignments, layers
 from app.routes.params import PROBLEMS, BboxDep, geojson
-from app.schemas import FeatureCollectionPublic
+from app.schemas import CoveragePublic
 from spatial.coverage import tolerance_for_zoom
 
 router = APIRouter(tags=["analysis"], responses=PROBLEMS)
@@ -34,8 +34,8 @@ def _matches(if_none_match: str | None, tag: str) -> bool:
 
 @router.get(
     "/layers/{layer}/coverage",
-    response_class=Response,
-    responses={**geojson(FeatureCollectionPublic), **_NOT_MODIFIED},
+    response_class=GeoJSONResponse,  # documents the GeoJSON; the route answers bytes itself
+    responses={**geojson(CoveragePublic), **_NOT_MODIFIED},
 )
 def layer_coverage(
     layer: str,

@@ -13,7 +13,7 @@ from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.indexes import IndexDep, IndexRegistry, LayerIndex
 from app.repositories import assignments, layers
 from app.repositories import customers as repo
-from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson
+from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson, problem
 from app.schemas import (
     CountsPublic,
     CustomerTerritoriesPublic,
@@ -84,7 +84,14 @@ def upsert_customers(body: CustomersBody, session: SessionDep, registry: IndexDe
     return _store(session, registry, batch)
 
 
-@router.post("/import", response_model=CountsPublic)
+@router.post(
+    "/import",
+    response_model=CountsPublic,
+    responses={
+        **problem(400, "Malformed multipart body"),
+        **problem(415, "Not a format the import reads"),
+    },
+)
 def import_customers(
     file: Annotated[
         UploadFile,

@@ -13,7 +13,7 @@ from app.db import SessionDep
 from app.errors import InputError
 from app.indexes import IndexDep
 from app.repositories import layers
-from app.routes.params import PROBLEMS, RepairQuery
+from app.routes.params import PROBLEMS, RepairQuery, problem
 from app.schemas import ProblemPublic
 from app.territory_files import (
     SUPPORTED,
@@ -110,7 +110,10 @@ _UNSUPPORTED: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/import", response_model=ImportPublic, responses=_UNSUPPORTED, openapi_extra=_UPLOAD_BODY
+    "/import",
+    response_model=ImportPublic,
+    responses={**_UNSUPPORTED, **problem(400, "Malformed multipart body")},
+    openapi_extra=_UPLOAD_BODY,
 )
 def import_file(
     *,

@@ -103,6 +103,18 @@ _BODY_SCHEMA = {
 
 @router.post(
     "/lookup",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "JSON {layer, count, results}; GeoJSON when a FeatureCollection was "
+            "sent; one JSON line per point with Accept: application/x-ndjson",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/geo+json": {"schema": {"type": "object"}},
+                NDJSON: {"schema": {"type": "string"}},
+            },
+        }
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

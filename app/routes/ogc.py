@@ -20,13 +20,21 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.db import SessionDep
 from app.errors import OGC_PREFIX, NotFoundError, QueryError
-from app.geojson import GEOJSON
+from app.geojson import GEOJSON, GeoJSONResponse
 from app.repositories import layers
 from app.repositories import ogc as repo
 from app.repositories.ogc import BOUNDARIES, CUSTOMERS, TERRITORIES, ItemQuery, Source
+from app.routes.params import PROBLEMS
 from app.schemas import RESERVED_LAYER_NAMES
 
-router = APIRouter(prefix=OGC_PREFIX, tags=["ogc"])
+# The shared problems, plus the standard's 400 for a bad query parameter (app/errors.py); 422
+# stays: a value PostgreSQL cannot compare (a NUL in a filter) is refused as everywhere else.
+OGC_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    400: {**PROBLEMS[422], "description": "Invalid or unknown query parameter"},
+    404: {**PROBLEMS[404], "description": "Unknown collection or feature"},
+}
+router = APIRouter(prefix=OGC_PREFIX, tags=["ogc"], responses=OGC_PROBLEMS)
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
@@ -60,10 +68,20 @@ Format = Annotated[str | None, Query(pattern="^(json|html)$", description="json 
 Text = Annotated[str | None, Query(max_length=500)]
 
 
+def _json_or_html(media: str = "application/json") -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a document answered as JSON or, with f=html, as an HTML page."""
+    return {
+        200: {
+            "description": "JSON, or HTML with f=html or a browser's Accept",
+            "content": {media: {"schema": {"type": "object"}}, "text/html": {}},
+        }
+    }
+
+
 # --- documents -------------------------------------------------------------------------------
 
 
-@router.get("", name="ogc_landing", summary="Landing page")
+@router.get("", name="ogc_landing", summary="Landing page", responses=_json_or_html())
 def landing(request: Request, f: Format = None) -> Response:
     """The API's landing page: links to its description, conformance and collections."""
     doc = {
@@ -86,13 +104,24 @@ def landing(request: Request, f: Format = None) -> Response:
     return _answer(request, f, doc, _landing_html)
 
 
-@router.get("/conformance", name="ogc_conformance", summary="Conformance classes")
+@router.get(
+    "/conformance",
+    name="ogc_conformance",
+    summary="Conformance classes",
+    responses=_json_or_html(),
+)
 def conformance(request: Request, f: Format = None) -> Response:
     """The conformance classes this API implements."""
     return _answer(request, f, {"conformsTo": CONFORMANCE}, _conformance_html)
 
 
-@router.get("/api", name="ogc_api", summary="API definition (OpenAPI 3.0, paths relative to /ogc)")
+@router.get(
+    "/api",
+    name="ogc_api",
+    summary="API definition (OpenAPI 3.0, paths relative to /ogc)",
+    response_class=Response,
+    responses={200: {"description": "OpenAPI 3.0", "content": {OPENAPI_JSON: {"schema": {}}}}},
+)
 def api(request: Request) -> Response:
     """This API's own OpenAPI document: GDAL reads it to send property filters to the server."""
     doc = get_openapi(
@@ -106,7 +135,12 @@ def api(request: Request) -> Response:
     return Response(orjson.dumps(doc), media_type=OPENAPI_JSON)
 
 
-@router.get("/collections", name="ogc_collections", summary="The feature collections")
+@router.get(
+    "/collections",
+    name="ogc_collections",
+    summary="The feature collections",
+    responses=_json_or_html(),
+)
 def collections(request: Request, session: SessionDep, f: Format = None) -> Response:
     """Every collection: one per layer, then customers and the US boundaries."""
     names = [layer.name for layer in layers.all_layers(session)]
@@ -121,7 +155,12 @@ def collections(request: Request, session: SessionDep, f: Format = None) -> Resp
     return _answer(request, f, doc, _collections_html)
 
 
-@router.get("/collections/{collectionId}", name="ogc_collection", summary="One feature collection")
+@router.get(
+    "/collections/{collectionId}",
+    name="ogc_collection",
+    summary="One feature collection",
+    responses=_json_or_html(),
+)
 def collection(
     collectionId: str,  # noqa: N803 (the standard's name, which GDAL matches in the API paths)
     request: Request,
@@ -133,7 +172,11 @@ def collection(
 
 
 @router.get(
-    "/collections/{collectionId}/items", name="ogc_items", summary="Features of a collection"
+    "/collections/{collectionId}/items",
+    name="ogc_items",
+    summary="Features of a collection",
+    response_class=GeoJSONResponse,
+    responses=_json_or_html(GEOJSON),
 )
 def items(
     *,
@@ -195,7 +238,13 @@ def items(
     return _answer(request, f, doc, _items_html, media_type=GEOJSON)
 
 
-@router.get("/collections/{collectionId}/items/{featureId}", name="ogc_item", summary="One feature")
+@router.get(
+    "/collections/{collectionId}/items/{featureId}",
+    name="ogc_item",
+    summary="One feature",
+    response_class=GeoJSONResponse,
+    responses=_json_or_html(GEOJSON),
+)
 def item(
     collectionId: str,  # noqa: N803
     featureId: str,  # noqa: N803
