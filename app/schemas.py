@@ -53,6 +53,20 @@ def check_properties(properties: dict[str, Any]) -> None:
         raise ValueError("properties may not contain the NUL character (\\u0000)")
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """The JSON schema of an optional member that may be left out but not sent as null (the
+    code refuses null): its type without the null alternative, and no default."""
+    options = schema.pop("anyOf", [])
+    schema.pop("default", None)
+    for option in options:
+        if option.get("type") != "null":
+            schema.update(option)
+
+
+# Free-form properties may not use the reserved keys (check_properties): said in the schema too.
+FREE_PROPERTIES: dict[str, Any] = {"propertyNames": {"not": {"enum": sorted(RESERVED_PROPERTIES)}}}
+
+
 # --- layers -------------------------------------------------------------------------------
 
 
@@ -128,7 +142,7 @@ class _TerritoryFields(BaseModel):
     # Strict: "priority": true or "exclusive": "yes" are mistakes to report, not to coerce.
     priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="Lower wins.")
     exclusive: StrictBool = False
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict, json_schema_extra=FREE_PROPERTIES)
 
     @model_validator(mode="after")
     def _storable_properties(self) -> _TerritoryFields:
@@ -197,10 +211,15 @@ class TerritoryFeature(BaseModel):
 class _TerritoryUpdateFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Left out: unchanged; null is refused (TerritoryUpdate.to_draft), except the owner's.
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, json_schema_extra=_not_null
+    )
     owner: str | None = Field(default=None, max_length=200)
-    priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000)
-    exclusive: StrictBool | None = None
+    priority: StrictInt | None = Field(
+        default=None, ge=-1_000_000, le=1_000_000, json_schema_extra=_not_null
+    )
+    exclusive: StrictBool | None = Field(default=None, json_schema_extra=_not_null)
 
     @classmethod
     def model_validate_fields(cls, fields: dict[str, Any]) -> dict[str, Any]:
@@ -218,10 +237,12 @@ class _TerritoryUpdateFields(BaseModel):
 class TerritoryUpdate(_TerritoryUpdateFields):
     """A partial change (PATCH): only the fields given change; a geometry or parts reshape."""
 
-    properties: dict[str, Any] | None = None
-    geometry: dict[str, Any] | None = Field(default=None, description="GeoJSON (Multi)Polygon")
-    counties: list[str] | None = Field(default=None, max_length=5000)
-    states: list[str] | None = Field(default=None, max_length=60)
+    properties: dict[str, Any] | None = Field(default=None, json_schema_extra=FREE_PROPERTIES)
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="GeoJSON (Multi)Polygon", json_schema_extra=_not_null
+    )
+    counties: list[str] | None = Field(default=None, max_length=5000, json_schema_extra=_not_null)
+    states: list[str] | None = Field(default=None, max_length=60, json_schema_extra=_not_null)
 
     @model_validator(mode="after")
     def _one_shape(self) -> TerritoryUpdate:

@@ -25,9 +25,34 @@ from app.schemas import (
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=PROBLEMS)
 
+# What batch_from_json_body reads: at least one customer, each with an external_id and a
+# longitude and latitude (several spellings each, any case: hence no names required here).
+_CUSTOMERS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "array", "minItems": 1, "items": {"type": "object", "minProperties": 3}},
+        {
+            "type": "object",
+            "required": ["type", "features"],
+            "properties": {
+                "type": {"const": "FeatureCollection"},
+                "features": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "geometry"],
+                        "properties": {"type": {"const": "Feature"}},
+                    },
+                },
+            },
+        },
+    ]
+}
+
 CustomersBody = Annotated[
     list[dict[str, Any]] | dict[str, Any],
     Body(
+        json_schema_extra=_CUSTOMERS_SCHEMA,
         description=(
             "A JSON array of customers, or a GeoJSON FeatureCollection of Points. "
             "Each has external_id (unique; re-sending updates), lon/lat, optional name and value; "
