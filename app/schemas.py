@@ -51,6 +51,23 @@ def check_properties(properties: dict[str, Any]) -> None:
         raise ValueError("properties must be plain JSON: NaN and Infinity are not JSON") from exc
     if "\\u0000" in text:
         raise ValueError("properties may not contain the NUL character (\\u0000)")
+    if _has_huge_float(properties):
+        raise ValueError(
+            "properties may not hold numbers of 2**63 or more: stored, 1e20 comes back as a "
+            "21-digit integer, which JSON readers refuse; send big numbers as strings"
+        )
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Does ``value`` hold a float that PostgreSQL's jsonb would give back as an integer beyond
+    64 bits? (jsonb keeps numbers as decimals: 1e20 is read back as 100000000000000000000.)"""
+    if isinstance(value, float):
+        return abs(value) >= 2**63
+    if isinstance(value, dict):
+        return any(_has_huge_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_float(v) for v in value)
+    return False
 
 
 def _not_null(schema: dict[str, Any]) -> None:
