@@ -488,6 +488,16 @@ def _attributes(
     return result
 
 
+def _json_float(number: float) -> float | None:
+    if not math.isfinite(number):
+        return None  # JSON (and JSONB) have no NaN
+    if abs(number) >= 2**63:
+        # jsonb keeps it as a decimal and gives it back as an integer beyond 64 bits (1e20 as
+        # 100000000000000000000), which the JSON writers refuse
+        raise TypeError(f"has the number {number}, 2**63 or more; send it as a string")
+    return number
+
+
 def _jsonable(item: Any) -> Any:
     """``item`` as plain JSON values; NaN becomes None, dates ISO strings; TypeError if none."""
     if isinstance(item, np.generic):
@@ -505,8 +515,7 @@ def _jsonable(item: Any) -> Any:
     if item is None or isinstance(item, bool | int):
         return item
     if isinstance(item, float | Decimal):
-        number = float(item)
-        return number if math.isfinite(number) else None  # JSON (and JSONB) have no NaN
+        return _json_float(float(item))
     if isinstance(item, datetime | date | time):
         return item.isoformat()
     if isinstance(item, Mapping):

@@ -51,6 +51,37 @@ def check_properties(properties: dict[str, Any]) -> None:
         raise ValueError("properties must be plain JSON: NaN and Infinity are not JSON") from exc
     if "\\u0000" in text:
         raise ValueError("properties may not contain the NUL character (\\u0000)")
+    if _has_huge_float(properties):
+        raise ValueError(
+            "properties may not hold numbers of 2**63 or more: stored, 1e20 comes back as a "
+            "21-digit integer, which JSON readers refuse; send big numbers as strings"
+        )
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Does ``value`` hold a float that PostgreSQL's jsonb would give back as an integer beyond
+    64 bits? (jsonb keeps numbers as decimals: 1e20 is read back as 100000000000000000000.)"""
+    if isinstance(value, float):
+        return abs(value) >= 2**63
+    if isinstance(value, dict):
+        return any(_has_huge_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_float(v) for v in value)
+    return False
+
+
+def _not_null(schema: dict[str, Any]) -> None:
+    """The JSON schema of an optional member that may be left out but not sent as null (the
+    code refuses null): its type without the null alternative, and no default."""
+    options = schema.pop("anyOf", [])
+    schema.pop("default", None)
+    for option in options:
+        if option.get("type") != "null":
+            schema.update(option)
+
+
+# Free-form properties may not use the reserved keys (check_properties): said in the schema too.
+FREE_PROPERTIES: dict[str, Any] = {"propertyNames": {"not": {"enum": sorted(RESERVED_PROPERTIES)}}}
 
 
 # --- layers -------------------------------------------------------------------------------
@@ -184,7 +215,7 @@ class _TerritoryFields(BaseModel):
     # Strict: "priority": true or "exclusive": "yes" are mistakes to report, not to coerce.
     priority: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="Lower wins.")
     exclusive: StrictBool = False
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict, json_schema_extra=FREE_PROPERTIES)
 
     @model_validator(mode="after")
     def _storable_properties(self) -> _TerritoryFields:
@@ -253,10 +284,15 @@ class TerritoryFeature(BaseModel):
 class _TerritoryUpdateFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Left out: unchanged; null is refused (TerritoryUpdate.to_draft), except the owner's.
+    name: str | None = Field(
+        default=None, min_length=1, max_length=200, json_schema_extra=_not_null
+    )
     owner: str | None = Field(default=None, max_length=200)
-    priority: StrictInt | None = Field(default=None, ge=-1_000_000, le=1_000_000)
-    exclusive: StrictBool | None = None
+    priority: StrictInt | None = Field(
+        default=None, ge=-1_000_000, le=1_000_000, json_schema_extra=_not_null
+    )
+    exclusive: StrictBool | None = Field(default=None, json_schema_extra=_not_null)
 
     @classmethod
     def model_validate_fields(cls, fields: dict[str, Any]) -> dict[str, Any]:
@@ -274,10 +310,12 @@ class _TerritoryUpdateFields(BaseModel):
 class TerritoryUpdate(_TerritoryUpdateFields):
     """A partial change (PATCH): only the fields given change; a geometry or parts reshape."""
 
-    properties: dict[str, Any] | None = None
-    geometry: dict[str, Any] | None = Field(default=None, description="GeoJSON (Multi)Polygon")
-    counties: list[str] | None = Field(default=None, max_length=5000)
-    states: list[str] | None = Field(default=None, max_length=60)
+    properties: dict[str, Any] | None = Field(default=None, json_schema_extra=FREE_PROPERTIES)
+    geometry: dict[str, Any] | None = Field(
+        default=None, description="GeoJSON (Multi)Polygon", json_schema_extra=_not_null
+    )
+    counties: list[str] | None = Field(default=None, max_length=5000, json_schema_extra=_not_null)
+    states: list[str] | None = Field(default=None, max_length=60, json_schema_extra=_not_null)
 
     @model_validator(mode="after")
     def _one_shape(self) -> TerritoryUpdate:
@@ -359,6 +397,60 @@ class FeatureCollectionPublic(BaseModel):
     numberReturned: int = Field(description="Features in this page")  # noqa: N815
     features: list[FeaturePublic]
     links: list[LinkPublic]
+
+
+class CoverageFeaturePublic(BaseModel):
+    """A feature of a coverage map: a territory, or an assigned customer (a Point)."""
+
+    type: Literal["Feature"]
+    id: int | str = Field(description="The territory id, or 'customer-<id>' for a customer")
+    geometry: dict[str, Any] | None = Field(description="GeoJSON geometry")
+    properties: dict[str, Any] = Field(
+        description="name, owner, customer_count, customer_value, area_km2, shares, color; "
+        "a customer's: kind, customer_id, territory_id, value"
+    )
+
+
+class CoveragePublic(BaseModel):
+    """A layer's coverage map: its territories (and customers) with stats and colours."""
+
+    type: Literal["FeatureCollection"]
+    layer: str
+    summary: dict[str, float] = Field(
+        description="territories, customer_count, customer_value and area_km2 of the layer"
+    )
+    features: list[CoverageFeaturePublic]
+
+
+class SpreadTerritoryPublic(BaseModel):
+    """A territory named in a spread, with its measure."""
+
+    id: int
+    name: str
+    owner: str | None
+    value: float
+
+
+class SpreadPublic(BaseModel):
+    """How evenly one measure is spread over a layer's territories."""
+
+    mean: float
+    cv: float = Field(description="Coefficient of variation")
+    gini: float
+    max_min_ratio: float | None = Field(description="null when the smallest is 0")
+    above_mean: list[SpreadTerritoryPublic] = Field(description="The largest, largest first")
+    below_mean: list[SpreadTerritoryPublic] = Field(description="The smallest, smallest first")
+
+
+class BalancePublic(BaseModel):
+    """A layer's balance: the spread of each measure, and each territory against the mean."""
+
+    type: Literal["FeatureCollection"]
+    layer: str
+    balance: dict[str, SpreadPublic] = Field(
+        description="customer_count, customer_value and area_km2"
+    )
+    features: list[FeaturePublic]
 
 
 class ProblemPublic(BaseModel):

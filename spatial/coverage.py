@@ -125,7 +125,9 @@ def simplify(geoms: npt.ArrayLike, *, tolerance_m: float) -> npt.NDArray[np.obje
     # Coordinates rounded to a thousandth of the tolerance: digits below it only cost bytes.
     # A shared vertex rounds the same way on both sides, so shared borders stay shared; a
     # coarser grid folded the smallest polygons at low zooms into their neighbours.
-    digits = max(0, math.ceil(-math.log10(tolerance / 1000)))
+    # At most 15 decimals (a float64 degree has no more): a tiny tolerance (1e-308 m) asked for
+    # 316, and rounding to those overflowed into NaN coordinates, rings no longer closed.
+    digits = min(15, max(0, math.ceil(-math.log10(tolerance / 1000))))
     out = np.asarray(shapely.transform(out, lambda xy: np.round(xy, digits)), dtype=object)
     _repair(out)
     return out

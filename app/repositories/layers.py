@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,11 @@ def get_by_name(session: Session, *, name: str, for_change: bool = False) -> Lay
 
 def create(session: Session, *, name: str, title: str | None, description: str | None) -> Layer:
     """Create a layer; ConflictError if the name is taken."""
+    # The insert's trigger makes the layer's partition of assignments: it locks assignments,
+    # then its foreign keys want customers and territories. A bulk assignment holds those two
+    # and then reads assignments (lock_for_bulk): take them first, in the writers' order, or
+    # the two deadlock (PostgreSQL kills one after a second: a 503).
+    session.execute(text("LOCK TABLE customers, territories IN SHARE ROW EXCLUSIVE MODE"))
     layer = Layer(name=name, title=title, description=description)
     session.add(layer)
     try:

@@ -10,18 +10,20 @@ from app.auth import READ
 from app.cache import LruCache
 from app.coverage import balance_report
 from app.db import SessionDep
-from app.geojson import GEOJSON
+from app.geojson import GEOJSON, GeoJSONResponse
 from app.indexes import IndexDep
 from app.repositories import layers
 from app.routes.params import PROBLEMS, geojson
-from app.schemas import FeatureCollectionPublic
+from app.schemas import BalancePublic
 from spatial.coverage import tolerance_for_zoom
 
 router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
 
 
 @router.get(
-    "/layers/{layer}/balance", response_class=Response, responses=geojson(FeatureCollectionPublic)
+    "/layers/{layer}/balance",
+    response_class=GeoJSONResponse,  # documents the GeoJSON; the route answers bytes itself
+    responses=geojson(BalancePublic),
 )
 def layer_balance(
     layer: str,

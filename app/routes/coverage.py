@@ -12,11 +12,11 @@ from app.cache import LruCache
 from app.coverage import CoverageOptions
 from app.db import SessionDep
 from app.errors import InputError
-from app.geojson import GEOJSON
+from app.geojson import GEOJSON, GeoJSONResponse
 from app.indexes import IndexDep
 from app.repositories import layers
 from app.routes.params import PROBLEMS, BboxDep, geojson
-from app.schemas import FeatureCollectionPublic
+from app.schemas import CoveragePublic
 from spatial.coverage import tolerance_for_zoom
 
 router = APIRouter(tags=["analysis"], responses=PROBLEMS, dependencies=[READ])
@@ -28,8 +28,8 @@ _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "/layers/{layer}/coverage",
-    response_class=Response,
-    responses={**geojson(FeatureCollectionPublic), **_NOT_MODIFIED},
+    response_class=GeoJSONResponse,  # documents the GeoJSON; the route answers bytes itself
+    responses={**geojson(CoveragePublic), **_NOT_MODIFIED},
 )
 def layer_coverage(
     layer: str,

@@ -14,7 +14,7 @@ from app.geojson import GeoJSONResponse, feature, feature_collection
 from app.indexes import IndexDep, IndexRegistry, LayerIndex
 from app.repositories import assignments, layers
 from app.repositories import customers as repo
-from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson
+from app.routes.params import PROBLEMS, BboxDep, CustomerId, PageDep, geojson, problem
 from app.schemas import (
     CountsPublic,
     CustomerTerritoriesPublic,
@@ -26,9 +26,34 @@ from app.schemas import (
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=PROBLEMS, dependencies=[READ])
 
+# What batch_from_json_body reads: at least one customer, each with an external_id and a
+# longitude and latitude (several spellings each, any case: hence no names required here).
+_CUSTOMERS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "array", "minItems": 1, "items": {"type": "object", "minProperties": 3}},
+        {
+            "type": "object",
+            "required": ["type", "features"],
+            "properties": {
+                "type": {"const": "FeatureCollection"},
+                "features": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["type", "geometry"],
+                        "properties": {"type": {"const": "Feature"}},
+                    },
+                },
+            },
+        },
+    ]
+}
+
 CustomersBody = Annotated[
     list[dict[str, Any]] | dict[str, Any],
     Body(
+        json_schema_extra=_CUSTOMERS_SCHEMA,
         description=(
             "A JSON array of customers, or a GeoJSON FeatureCollection of Points. "
             "Each has external_id (unique; re-sending updates), lon/lat, optional name and value; "
@@ -85,7 +110,15 @@ def upsert_customers(body: CustomersBody, session: SessionDep, registry: IndexDe
     return _store(session, registry, batch)
 
 
-@router.post("/import", response_model=CountsPublic, dependencies=[WRITE_ALL])
+@router.post(
+    "/import",
+    response_model=CountsPublic,
+    responses={
+        **problem(400, "Malformed multipart body"),
+        **problem(415, "Not a format the import reads"),
+    },
+    dependencies=[WRITE_ALL],
+)
 def import_customers(
     file: Annotated[
         UploadFile,

@@ -14,7 +14,7 @@ from app.db import SessionDep
 from app.errors import InputError
 from app.indexes import IndexDep
 from app.repositories import layers
-from app.routes.params import PROBLEMS, RepairQuery
+from app.routes.params import PROBLEMS, RepairQuery, problem
 from app.schemas import ProblemPublic
 from app.territory_files import (
     SUPPORTED,
@@ -115,7 +115,7 @@ _UNSUPPORTED: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/import",
     response_model=ImportPublic,
-    responses=_UNSUPPORTED,
+    responses={**_UNSUPPORTED, **problem(400, "Malformed multipart body")},
     openapi_extra=_UPLOAD_BODY,
     dependencies=[WRITE],
 )

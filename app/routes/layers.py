@@ -10,7 +10,7 @@ from app.auth import ADMIN, READ, ReadDep
 from app.db import SessionDep
 from app.indexes import IndexDep
 from app.repositories import layers as repo
-from app.routes.params import PROBLEMS
+from app.routes.params import PROBLEMS, problem
 from app.schemas import LayerCreate, LayerList, LayerPublic
 
 router = APIRouter(prefix="/layers", tags=["layers"], responses=PROBLEMS, dependencies=[READ])
@@ -35,7 +35,11 @@ def _public(request: Request, summary: dict[str, Any]) -> LayerPublic:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=LayerPublic, dependencies=[ADMIN]
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LayerPublic,
+    responses=problem(409, "A layer of that name exists"),
+    dependencies=[ADMIN],
 )
 def create_layer(
     body: LayerCreate, request: Request, session: SessionDep, response: Response

@@ -94,16 +94,39 @@ _BODY_SCHEMA = {
         "layer": {"type": "string"},
         "points": {
             "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_POINTS,
             "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
         },
         "type": {"type": "string", "enum": ["FeatureCollection"]},
-        "features": {"type": "array", "items": {"type": "object"}},
+        "features": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_POINTS,
+            "items": {"type": "object", "required": ["geometry"]},
+        },
     },
+    # A FeatureCollection is read for its features, anything else for its points.
+    "if": {"required": ["type"]},
+    "then": {"required": ["features"]},
+    "else": {"required": ["points"]},
 }
 
 
 @router.post(
     "/lookup",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "JSON {layer, count, results}; GeoJSON when a FeatureCollection was "
+            "sent; one JSON line per point with Accept: application/x-ndjson",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/geo+json": {"schema": {"type": "object"}},
+                NDJSON: {"schema": {"type": "string"}},
+            },
+        }
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -21,15 +21,23 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth import READ, ReadDep
 from app.db import SessionDep
 from app.errors import OGC_PREFIX, NotFoundError, QueryError, unknown_collection
-from app.geojson import GEOJSON
+from app.geojson import GEOJSON, GeoJSONResponse
 from app.repositories import layers
 from app.repositories import ogc as repo
 from app.repositories.ogc import BOUNDARIES, CUSTOMERS, TERRITORIES, ItemQuery, Source
+from app.routes.params import PROBLEMS
 from app.schemas import RESERVED_LAYER_NAMES
 
+# The shared problems, plus the standard's 400 for a bad query parameter (app/errors.py); 422
+# stays: a value PostgreSQL cannot compare (a NUL in a filter) is refused as everywhere else.
+OGC_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **PROBLEMS,
+    400: {**PROBLEMS[422], "description": "Invalid or unknown query parameter"},
+    404: {**PROBLEMS[404], "description": "Unknown collection or feature"},
+}
 # The landing page, conformance and API documents are public (app.auth.PUBLIC_PATHS); the
 # collections and their items need a key that may read, and see only the layers it may.
-router = APIRouter(prefix=OGC_PREFIX, tags=["ogc"])
+router = APIRouter(prefix=OGC_PREFIX, tags=["ogc"], responses=OGC_PROBLEMS)
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
@@ -63,10 +71,20 @@ Format = Annotated[str | None, Query(pattern="^(json|html)$", description="json 
 Text = Annotated[str | None, Query(max_length=500)]
 
 
+def _json_or_html(media: str = "application/json") -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a document answered as JSON or, with f=html, as an HTML page."""
+    return {
+        200: {
+            "description": "JSON, or HTML with f=html or a browser's Accept",
+            "content": {media: {"schema": {"type": "object"}}, "text/html": {}},
+        }
+    }
+
+
 # --- documents -------------------------------------------------------------------------------
 
 
-@router.get("", name="ogc_landing", summary="Landing page")
+@router.get("", name="ogc_landing", summary="Landing page", responses=_json_or_html())
 def landing(request: Request, f: Format = None) -> Response:
     """The API's landing page: links to its description, conformance and collections."""
     doc = {
@@ -89,13 +107,24 @@ def landing(request: Request, f: Format = None) -> Response:
     return _answer(request, f, doc, _landing_html)
 
 
-@router.get("/conformance", name="ogc_conformance", summary="Conformance classes")
+@router.get(
+    "/conformance",
+    name="ogc_conformance",
+    summary="Conformance classes",
+    responses=_json_or_html(),
+)
 def conformance(request: Request, f: Format = None) -> Response:
     """The conformance classes this API implements."""
     return _answer(request, f, {"conformsTo": CONFORMANCE}, _conformance_html)
 
 
-@router.get("/api", name="ogc_api", summary="API definition (OpenAPI 3.0, paths relative to /ogc)")
+@router.get(
+    "/api",
+    name="ogc_api",
+    summary="API definition (OpenAPI 3.0, paths relative to /ogc)",
+    response_class=Response,
+    responses={200: {"description": "OpenAPI 3.0", "content": {OPENAPI_JSON: {"schema": {}}}}},
+)
 def api(request: Request) -> Response:
     """This API's own OpenAPI document: GDAL reads it to send property filters to the server."""
     doc = get_openapi(
@@ -110,7 +139,11 @@ def api(request: Request) -> Response:
 
 
 @router.get(
-    "/collections", name="ogc_collections", summary="The feature collections", dependencies=[READ]
+    "/collections",
+    name="ogc_collections",
+    summary="The feature collections",
+    responses=_json_or_html(),
+    dependencies=[READ],
 )
 def collections(
     request: Request, session: SessionDep, principal: ReadDep, f: Format = None
@@ -132,6 +165,7 @@ def collections(
     "/collections/{collectionId}",
     name="ogc_collection",
     summary="One feature collection",
+    responses=_json_or_html(),
     dependencies=[READ],
 )
 def collection(
@@ -148,6 +182,8 @@ def collection(
     "/collections/{collectionId}/items",
     name="ogc_items",
     summary="Features of a collection",
+    response_class=GeoJSONResponse,
+    responses=_json_or_html(GEOJSON),
     dependencies=[READ],
 )
 def items(
@@ -214,6 +250,8 @@ def items(
     "/collections/{collectionId}/items/{featureId}",
     name="ogc_item",
     summary="One feature",
+    response_class=GeoJSONResponse,
+    responses=_json_or_html(GEOJSON),
     dependencies=[READ],
 )
 def item(

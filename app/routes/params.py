@@ -71,3 +71,8 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 def geojson(model: type[BaseModel], code: int = 200) -> dict[int | str, Any]:
     """OpenAPI ``responses`` documenting a GeoJSON success with ``model``'s schema."""
     return {code: {"description": "GeoJSON (RFC 7946)", "model": model}}
+
+
+def problem(code: int, description: str) -> dict[int | str, Any]:
+    """OpenAPI ``responses`` of a problem one operation answers besides the shared PROBLEMS."""
+    return {code: _problem(description)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from app import demo
 from app.assign import ENGINE_MIN_CUSTOMERS
 from app.cli import cli
 from app.repositories import customers, layers
-from app.repositories.assignments import customer_points, owners_sql
+from app.repositories.assignments import customer_points, lock_for_bulk, owners_sql
 from app.settings import Settings
 from tests import canonical
 
@@ -285,6 +286,49 @@ def test_a_bulk_assignment_waits_for_an_edit_in_flight(
     current = {c: t for c, (t, _) in _stored_owners(session, layer_id).items()}
     assert current == _truth(session, layer_id)
     assert any(lon > -110 for lon in _lons(session, list(current)))
+
+
+def test_a_new_layer_waits_for_a_bulk_assignment_in_flight(
+    client: TestClient, session: Session, engine: Engine
+) -> None:
+    # Found by schemathesis (tests/app/test_fuzz.py): POST /layers next to POST .../assign
+    # deadlocked, and PostgreSQL's victim answered 503. The new layer's partition locked
+    # assignments and then wanted customers, which the bulk run held while it read assignments.
+    client.post("/layers", json={"name": "busy"})
+    busy = _layer_id(session, "busy")
+    session.rollback()
+    with Session(engine) as bulk:
+        layers.get_by_name(bulk, name="busy", for_change=True)
+        lock_for_bulk(bulk, layer_id=busy)
+        outcome: dict[str, object] = {}
+        worker = threading.Thread(
+            target=lambda: outcome.update(response=client.post("/layers", json={"name": "new"}))
+        )
+        worker.start()
+        assert _eventually_waiting(session), "POST /layers did not queue behind the bulk run"
+        # What the bulk run reads next: before the fix, this closed the cycle.
+        bulk.execute(text("SELECT customer_id FROM assignments WHERE layer_id = :l"), {"l": busy})
+        bulk.commit()
+    worker.join(timeout=60)
+    response = outcome["response"]
+    assert isinstance(response, httpx.Response) and response.status_code == 201, response
+
+
+def _eventually_waiting(session: Session, timeout_s: float = 10) -> bool:
+    """Is another session of this database waiting for a lock (within ``timeout_s``)?"""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        waiting = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+        )
+        session.rollback()
+        if waiting:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _lons(session: Session, ids: list[int]) -> list[float]:

@@ -553,10 +553,13 @@ def test_values_postgres_cannot_store_are_named_by_row() -> None:
         {"external_id": "ok-2", "lon": 0, "lat": 0, "k\ud800": 1},
         {"external_id": "ok-3", "lon": 0, "lat": 0, "note": "a\x00b"},
         {"external_id": "ok-4", "lon": 0, "lat": 0, "fine": 2**63 - 1},
+        # jsonb would give 1e20 back as a 21-digit integer, which the JSON writer refuses
+        {"external_id": "ok-5", "lon": 0, "lat": 0, "big": {"deep": [1e20]}},
+        {"external_id": "ok-6", "lon": 0, "lat": 0, "fine": 9.2e18},
     ]
     with pytest.raises(InputError) as err:
         batch_from_json_body(records)
-    assert sorted({e["index"] for e in err.value.errors}) == [0, 1, 2, 3, 4]
+    assert sorted({e["index"] for e in err.value.errors}) == [0, 1, 2, 3, 4, 6]
 
 
 def test_nul_and_oversized_csv_cells_are_input_errors() -> None:

@@ -277,6 +277,10 @@ def test_territory_of_another_layer_is_not_found(plan: TestClient) -> None:
         ("POST", BASE, {"name": "x", "states": ["RI"], "priority": 10**30}),
         ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", big=10**100)),
         ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", big=-(2**63) - 1)),
+        # jsonb gives 1e20 back as 100000000000000000000, which the JSON writer refuses: the
+        # territory was stored and every read of it a 500 (found by schemathesis).
+        ("POST", BASE, canonical.feature(canonical.SQUARE, name="n", big=1e20)),
+        ("POST", BASE, {"name": "x", "states": ["RI"], "properties": {"a": [{"b": -1.9e304}]}}),
         ("POST", BASE, {"name": "lone \ud800 surrogate", "states": ["RI"]}),
         ("POST", BASE, {"name": "x", "states": ["RI"], "owner": "\ud800"}),
     ],
