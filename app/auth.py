@@ -108,6 +108,27 @@ def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def issue(
+    session: Session, *, role: str, layers: list[str] | None, label: str, replace: bool = False
+) -> tuple[ApiKey, str]:
+    """Make a key and store its hash: (the stored key, the token, to show once).
+
+    ``replace`` first revokes the keys labelled ``label`` (one live key per label).
+    """
+    if replace:
+        repo.revoke_label(session, label=label)
+    made = new_key()
+    key = repo.create(
+        session,
+        prefix=made.prefix,
+        secret_sha256=made.secret_sha256,
+        role=role,
+        layers=layers,
+        label=label,
+    )
+    return key, made.token
+
+
 def principal_of(key: ApiKey) -> Principal:
     """The principal a stored key stands for."""
     layers = None if key.layers is None else frozenset(key.layers)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import boundaries, demo, embedded
 from app.assign import after_customers, assign_layer, before_customers
-from app.auth import TOKEN_PREFIX, new_key
+from app.auth import TOKEN_PREFIX, issue
 from app.customer_files import CustomerBatch, batch_from_file
 from app.db import make_engine, migrate, resolve_database_url
 from app.errors import ServiceError
@@ -436,25 +436,15 @@ def keys_create(
     except ValidationError as exc:
         console.print(f"[red]error:[/red] {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from None
-    made = new_key()
     with _session() as (_, session):
-        if replace:
-            for old in keys.listing(session):
-                if old.label == body.label:
-                    keys.revoke(session, key_id=old.id)
-        key = keys.create(
-            session,
-            prefix=made.prefix,
-            secret_sha256=made.secret_sha256,
-            role=body.role,
-            layers=body.layers,
-            label=body.label,
+        key, token = issue(
+            session, role=body.role, layers=body.layers, label=body.label, replace=replace
         )
         session.commit()
         scope = "every layer" if key.layers is None else ", ".join(key.layers)
         console.print(f"[green]key {key.id} created[/green]: role {key.role}, {scope}")
     console.print("store it now; it cannot be shown again:")
-    typer.echo(made.token)  # stdout, alone: KEY=$(territory keys create ...) works
+    typer.echo(token)  # stdout, alone: KEY=$(territory keys create ...) works
 
 
 @keys_cli.command("list")

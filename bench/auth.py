@@ -5,30 +5,18 @@ from __future__ import annotations
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from app.auth import new_key
-from app.repositories import keys
+from app.auth import issue
 
 LABEL = "bench"
 
 
 def admin_headers(url: str) -> dict[str, str]:
     """Request headers with a fresh admin key stored at ``url`` (earlier bench keys revoked)."""
-    made = new_key()
     engine = create_engine(url)
     try:
         with Session(engine) as session:
-            for old in keys.listing(session):
-                if old.label == LABEL:
-                    keys.revoke(session, key_id=old.id)
-            keys.create(
-                session,
-                prefix=made.prefix,
-                secret_sha256=made.secret_sha256,
-                role="admin",
-                layers=None,
-                label=LABEL,
-            )
+            _, token = issue(session, role="admin", layers=None, label=LABEL, replace=True)
             session.commit()
     finally:
         engine.dispose()
-    return {"Authorization": f"Bearer {made.token}"}
+    return {"Authorization": f"Bearer {token}"}

@@ -71,6 +71,18 @@ def revoke(session: Session, *, key_id: int) -> ApiKey:
     return key
 
 
+def revoke_label(session: Session, *, label: str) -> None:
+    """Revoke every unrevoked key labelled ``label``."""
+    prefixes = session.scalars(
+        update(ApiKey)
+        .where(ApiKey.label == label, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(ApiKey.prefix)
+    ).all()
+    for prefix in prefixes:
+        _notify(session, prefix=prefix)
+
+
 def active_by_prefix(session: Session, *, prefix: str) -> ApiKey | None:
     """The unrevoked key with this prefix, if any."""
     return session.scalar(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
 
-from app.auth import ADMIN, new_key
+from app.auth import ADMIN, issue
 from app.db import SessionDep
 from app.models import ApiKey
 from app.repositories import keys as repo
@@ -33,17 +33,9 @@ def public(key: ApiKey) -> KeyPublic:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
 def create_key(body: KeyCreate, session: SessionDep) -> KeyCreated:
     """Create a key; the answer holds the key itself, shown this once only."""
-    made = new_key()
-    key = repo.create(
-        session,
-        prefix=made.prefix,
-        secret_sha256=made.secret_sha256,
-        role=body.role,
-        layers=body.layers,
-        label=body.label,
-    )
+    key, token = issue(session, role=body.role, layers=body.layers, label=body.label)
     session.commit()
-    return KeyCreated(**public(key).model_dump(), key=made.token)
+    return KeyCreated(**public(key).model_dump(), key=token)
 
 
 @router.get("", response_model=KeyList)
