@@ -394,9 +394,9 @@ require_write = authorize(Role.WRITE)
 require_write_all = authorize(Role.WRITE, every_layer=True)
 require_admin = authorize(Role.ADMIN, every_layer=True)
 
+# ReadDep: a route parameter, for routes that filter by what the key sees; the others: the
+# routes' and routers' dependencies=[...] (the principal itself is not needed there).
 ReadDep = Annotated[Principal, Depends(require_read)]
-WriteDep = Annotated[Principal, Depends(require_write)]
-AdminDep = Annotated[Principal, Depends(require_admin)]
 READ = Depends(require_read)
 WRITE = Depends(require_write)
 WRITE_ALL = Depends(require_write_all)
