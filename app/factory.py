@@ -107,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_running=settings.api.heavy_running,
         max_queued=settings.api.heavy_queued,
         max_wait_s=settings.api.heavy_wait_s,
+        max_writing=settings.api.write_running,
+        max_writes_queued=settings.api.write_queued,
+        max_write_wait_s=settings.api.write_wait_s,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     # Outside the look-up path and the body limit: who is calling is settled first, and a

@@ -59,6 +59,14 @@ class ApiSettings(BaseSettings):
     heavy_running: int = 8
     heavy_queued: int = 64
     heavy_wait_s: float = 10.0
+    # Writes (edits, imports, bulk runs: not GET/HEAD/OPTIONS) in a lane of their own, so edits
+    # waiting for a layer's row lock never take map reads' slots: write_running at once (with
+    # heavy_running, still fewer than the pool's 10 connections), write_queued more waiting at
+    # most write_wait_s seconds (longer: a layer's edits go one at a time, and a shed edit is lost
+    # work for its client).
+    write_running: int = 1
+    write_queued: int = 64
+    write_wait_s: float = 20.0
 
 
 class AuthSettings(BaseSettings):

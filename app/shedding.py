@@ -10,6 +10,13 @@ their turn in arrival order for at most ``max_wait_s`` seconds, and anything bey
 answered at once with 503 + Retry-After (``application/problem+json``), which a client can
 retry, instead of a time-out. ``/lookup`` (answered from memory), ``/health`` and ``/metrics``
 are never held back.
+
+Writes (any method but GET, HEAD and OPTIONS: edits, imports, bulk runs) have a lane of their
+own, ``max_writing`` at once (1 by default) with its own queue: the edits of a layer run one at
+a time anyway (the layer's row lock), and while they waited for it they used to fill the map
+reads' slots: at 10 edits/s about 11 of the 16 slots of two workers were edits waiting for the
+lock (bench/RESULTS.md, "Load"), and map reads were shed. Edits waiting for the write lane
+wait here, holding no database connection.
 """
 
 from __future__ import annotations
@@ -25,41 +32,25 @@ HEAVY_PREFIXES = ("/layers", "/tiles", "/customers", "/ogc")
 RETRY_AFTER_S = 2  # what a shed request is told to wait: about a queue's worth of work
 
 
-class HeavyWorkLimit:
-    """Pure ASGI middleware: bounded concurrency and queue for the heavy routes, else 503."""
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    def __init__(
-        self, app: ASGIApp, *, max_running: int = 8, max_queued: int = 64, max_wait_s: float = 10
-    ) -> None:
-        self.app = app
+
+class _Lane:
+    """At most ``max_running`` at once; up to ``max_queued`` more wait in arrival order."""
+
+    def __init__(self, name: str, max_running: int, max_queued: int, max_wait_s: float) -> None:
+        self.name = name
         self.max_running = max_running
         self.max_queued = max_queued
         self.max_wait_s = max_wait_s
         self.running = 0
-        self.shed = 0  # requests answered 503 here, since start (tests, logs)
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run a heavy request when a slot is free (waiting its turn), else answer 503."""
-        if scope["type"] != "http" or not scope["path"].startswith(HEAVY_PREFIXES):
-            await self.app(scope, receive, send)
-            return
-        if not await self._acquire():
-            self.shed += 1
-            detail = (
-                f"the service is busy ({self.running} heavy requests running, "
-                f"{len(self._waiting)} waiting); retry in {RETRY_AFTER_S} s"
-            )
-            response = problem(503, "Service overloaded", detail, instance=scope["path"])
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
-            await response(scope, receive, send)
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self._release()
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
-    async def _acquire(self) -> bool:
+    async def acquire(self) -> bool:
         """Take a slot, waiting in line for one if need be; False: shed the request."""
         if self.running < self.max_running and not self._waiting:
             self.running += 1
@@ -77,13 +68,13 @@ class HeavyWorkLimit:
             return False
         except asyncio.CancelledError:  # the client went away while waiting
             if turn.done():
-                self._release()  # the slot handed over is not used: pass it on
+                self.release()  # the slot handed over is not used: pass it on
             else:
                 self._waiting.remove(turn)
             raise
         return True
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Hand the slot to the first waiter, or free it."""
         while self._waiting:
             turn = self._waiting.popleft()
@@ -91,3 +82,45 @@ class HeavyWorkLimit:
                 turn.set_result(None)  # the slot passes on: running stays as it is
                 return
         self.running -= 1
+
+
+class HeavyWorkLimit:
+    """Pure ASGI middleware: bounded concurrency and queue for the heavy routes, else 503;
+    reads and writes in lanes of their own."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_running: int = 8,
+        max_queued: int = 64,
+        max_wait_s: float = 10,
+        max_writing: int = 1,
+        max_writes_queued: int = 64,
+        max_write_wait_s: float = 10,
+    ) -> None:
+        self.app = app
+        self.reads = _Lane("heavy requests", max_running, max_queued, max_wait_s)
+        self.writes = _Lane("writes", max_writing, max_writes_queued, max_write_wait_s)
+        self.shed = 0  # requests answered 503 here, since start (tests, logs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a heavy request when a slot of its lane is free (waiting its turn), else 503."""
+        if scope["type"] != "http" or not scope["path"].startswith(HEAVY_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        lane = self.reads if scope["method"] in READ_METHODS else self.writes
+        if not await lane.acquire():
+            self.shed += 1
+            detail = (
+                f"the service is busy ({lane.running} {lane.name} running, "
+                f"{lane.waiting} waiting); retry in {RETRY_AFTER_S} s"
+            )
+            response = problem(503, "Service overloaded", detail, instance=scope["path"])
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            lane.release()

@@ -419,7 +419,9 @@ def cpu_during(bench: Bench, label: str) -> Iterator[None]:
     used = sorted(
         ((ticks - before[pid][1]) / hz / seconds, command)
         for pid, (group, ticks, command) in after.items()
-        if pid in before and group not in (os.getpgrp(), bench.pgid) and BENCH_DB not in command
+        if pid in before
+        and group not in (os.getpgrp(), bench.pgid)
+        and bench.args.database not in command
     )[::-1]
     busy = (ticks1[1] - ticks0[1]) / max(ticks1[0] - ticks0[0], 1)
     top = "; ".join(f"{cores:.2f} `{command[:60].strip()}`" for cores, command in used[:2])
@@ -760,7 +762,7 @@ def context_notes(bench: Bench, context: dict[str, Any]) -> list[str]:
     )
     return [
         f"Server: `{shlex.join(uvicorn_command('app.main:app', 0, args.workers))}` (a free "
-        f"port), TERRITORY_DATABASE_URL = the scratch database {BENCH_DB}; the load generator "
+        f"port), TERRITORY_DATABASE_URL = the scratch database {args.database}; the load generator "
         "(bench/loadgen.py, mixed mode) in its own process on the same machine.",
         f"Mix: {', '.join(f'{k} {v * 100:g} %' for k, v in MIX.items())}; edits: "
         f"{', '.join(f'{k} {v * 100:g} %' for k, v in EDITS.items())} (a DELETE removes what an "
@@ -837,7 +839,7 @@ def load(bench: Bench) -> Plan:
 def run_all(bench: Bench, context: dict[str, Any]) -> None:
     """Set up, start the server, load it, check it."""
     args = bench.args
-    with scratch_database(args.keep, BENCH_DB) as url:
+    with scratch_database(args.keep, args.database) as url:
         bench.url = url
         _step("setup: boundaries, customers", lambda: set_up(bench, context))
         bench.port = free_port()
@@ -896,7 +898,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--quiet", type=float, default=2, help="seconds of quiet before the check (default 2)")
     add("--sample", type=int, default=5000, help="random check points (default 5000)")
     add("--vertices", type=int, default=100, help="check vertices per edited territory (100)")
-    add("--keep", action="store_true", help=f"keep {BENCH_DB} at the end")
+    add("--database", default=BENCH_DB, help=f"the scratch database's name ({BENCH_DB})")
+    add("--keep", action="store_true", help="keep the scratch database at the end")
     add("--server-log", help="keep the server's output (warnings, errors) in this file")
     add("--markdown", help="also write the Markdown tables to this file")
     args = parser.parse_args(argv)

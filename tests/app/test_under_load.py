@@ -238,9 +238,17 @@ def test_after_the_refresh_lookups_see_the_change(
 def bounded(
     settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
 ) -> Iterator[TestClient]:
-    """The app with at most one heavy request running and one waiting (for 1 s)."""
+    """The app with at most one heavy read and one write running, one more of each waiting
+    (for 1 s)."""
     api = settings.api.model_copy(
-        update={"heavy_running": 1, "heavy_queued": 1, "heavy_wait_s": 1.0}
+        update={
+            "heavy_running": 1,
+            "heavy_queued": 1,
+            "heavy_wait_s": 1.0,
+            "write_running": 1,
+            "write_queued": 1,
+            "write_wait_s": 1.0,
+        }
     )
     with TestClient(
         create_app(settings.model_copy(update={"api": api})), headers=auth_headers
@@ -248,41 +256,83 @@ def bounded(
         yield c
 
 
-def test_beyond_the_bound_heavy_requests_get_503_with_retry_after(
-    bounded: TestClient, engine: Engine
-) -> None:
-    client = bounded
+def _one_territory(client: TestClient) -> tuple[str, int]:
     assert client.post("/layers", json={"name": LAYER}).status_code == 201
     url = f"/layers/{LAYER}/territories"
     tid = client.post(url, json=canonical.feature(_square(0, 0, 4), name="a")).json()["id"]
     assert client.get(f"/layers/{LAYER}/coverage").status_code == 200
     assert _owner(client, 1, 1) == "a"
-    # An edit stuck behind another transaction's lock of the layer holds the one slot.
+    return url, tid
+
+
+def _assert_shed(shed: Any, took: float, instance: str) -> None:
+    assert shed.status_code == 503 and took < 0.5  # at once, not after a time-out
+    assert shed.headers["retry-after"].isdigit() and int(shed.headers["retry-after"]) > 0
+    assert shed.headers["content-type"] == "application/problem+json"
+    problem = shed.json()
+    assert problem["status"] == 503 and problem["title"] == "Service overloaded"
+    assert problem["instance"] == instance
+
+
+def test_beyond_the_bound_heavy_reads_get_503_with_retry_after_and_writes_go_on(
+    bounded: TestClient, engine: Engine
+) -> None:
+    client = bounded
+    url, tid = _one_territory(client)
+    # A map read stuck behind another transaction's lock of the assignments' versions holds
+    # the one read slot.
     with Session(engine) as holder:
-        layers.get_by_name(holder, name=LAYER, for_change=True)
+        holder.execute(text("LOCK TABLE assignment_versions IN ACCESS EXCLUSIVE MODE"))
         with ThreadPoolExecutor(2) as pool:
-            stuck = pool.submit(client.patch, f"{url}/{tid}", json={"owner": "Zoe"})
+            stuck = pool.submit(client.get, f"/layers/{LAYER}/coverage", params={"zoom": 4})
             time.sleep(0.5)
             waited = pool.submit(client.get, f"/layers/{LAYER}/coverage")  # waits its turn
             time.sleep(0.2)
             started = time.perf_counter()
             shed = client.get(f"/layers/{LAYER}/coverage", params={"zoom": 3})
             took = time.perf_counter() - started
-            # Look-ups and health never wait for heavy work.
+            # Look-ups and health never wait for heavy work; an edit has a lane of its own.
             assert _timed(lambda: _owner(client, 1, 1), 1.0) == "a"
             assert _timed(lambda: client.get("/health").status_code, 2.0) == 200
+            edited = _timed(lambda: client.patch(f"{url}/{tid}", json={"owner": "Zoe"}), 2.0)
+            assert edited.status_code == 200
             # The one waiting gives up after its second: 503 as well.
             timed_out = waited.result(timeout=10)
-            holder.rollback()  # the edit goes on
+            holder.rollback()  # the read goes on
             assert stuck.result(timeout=10).status_code == 200
-    assert shed.status_code == 503 and took < 0.5  # at once, not after a time-out
-    assert shed.headers["retry-after"].isdigit() and int(shed.headers["retry-after"]) > 0
-    assert shed.headers["content-type"] == "application/problem+json"
-    problem = shed.json()
-    assert problem["status"] == 503 and problem["title"] == "Service overloaded"
-    assert problem["instance"] == f"/layers/{LAYER}/coverage"
+    _assert_shed(shed, took, f"/layers/{LAYER}/coverage")
     assert timed_out.status_code == 503 and "retry-after" in timed_out.headers
     # The bound frees up: heavy requests are served again.
     again = client.get(f"/layers/{LAYER}/coverage")
     assert again.status_code == 200
+    assert {f["properties"]["owner"] for f in again.json()["features"]} == {"Zoe"}
+
+
+def test_edits_waiting_for_the_layer_lock_never_hold_back_map_reads(
+    bounded: TestClient, engine: Engine
+) -> None:
+    client = bounded
+    url, tid = _one_territory(client)
+    # An edit stuck behind another transaction's lock of the layer holds the one write slot.
+    with Session(engine) as holder:
+        layers.get_by_name(holder, name=LAYER, for_change=True)
+        with ThreadPoolExecutor(2) as pool:
+            stuck = pool.submit(client.patch, f"{url}/{tid}", json={"owner": "Zoe"})
+            time.sleep(0.5)
+            waited = pool.submit(client.patch, f"{url}/{tid}", json={"owner": "Yann"})
+            time.sleep(0.2)
+            started = time.perf_counter()
+            shed = client.patch(f"{url}/{tid}", json={"owner": "Xavier"})
+            took = time.perf_counter() - started
+            # Map reads and tiles are served at once meanwhile (the old single bound: shed).
+            for path in (f"/layers/{LAYER}/coverage", f"/layers/{LAYER}/coverage?zoom=5",
+                         f"/tiles/{LAYER}/4/8/7.mvt"):  # fmt: skip
+                read = _timed(lambda p=path: client.get(p), 2.0)
+                assert read.status_code in (200, 204), (path, read.status_code)
+            timed_out = waited.result(timeout=10)
+            holder.rollback()  # the edit goes on
+            assert stuck.result(timeout=10).status_code == 200
+    _assert_shed(shed, took, f"{url}/{tid}")
+    assert timed_out.status_code == 503 and "retry-after" in timed_out.headers
+    again = client.get(f"/layers/{LAYER}/coverage")
     assert {f["properties"]["owner"] for f in again.json()["features"]} == {"Zoe"}
