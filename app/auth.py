@@ -251,7 +251,7 @@ class Authenticate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate an HTTP request on a guarded path; pass everything else on."""
-        path = _route_path(scope)
+        path = route_path(scope)
         if scope["type"] != "http" or _public(path):
             await self.app(scope, receive, send)
             return
@@ -297,8 +297,8 @@ def _refused_early(principal: Principal, method: str, path: str) -> tuple[int, s
     return 403, "Forbidden", "this key's role is read; changes need write (layers, keys: admin)"
 
 
-def _route_path(scope: Scope) -> str:
-    # Behind a proxy's prefix (uvicorn --root-path /api) the path keeps it: match without it.
+def route_path(scope: Scope) -> str:
+    """The request's path without a proxy's prefix (uvicorn --root-path /api keeps it there)."""
     path: str = scope.get("path", "")
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path

@@ -26,6 +26,7 @@ import collections
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.auth import route_path
 from app.errors import problem
 
 HEAVY_PREFIXES = ("/layers", "/tiles", "/customers", "/ogc")
@@ -106,7 +107,7 @@ class HeavyWorkLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run a heavy request when a slot of its lane is free (waiting its turn), else 503."""
-        if scope["type"] != "http" or not scope["path"].startswith(HEAVY_PREFIXES):
+        if scope["type"] != "http" or not route_path(scope).startswith(HEAVY_PREFIXES):
             await self.app(scope, receive, send)
             return
         lane = self.reads if scope["method"] in READ_METHODS else self.writes

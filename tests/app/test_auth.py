@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from app.auth import PUBLIC_PATHS
+from app.auth import PUBLIC_PATHS, route_path
 from app.cli import cli
 from app.factory import create_app
 from app.settings import AuthSettings, Settings
@@ -389,4 +389,7 @@ def test_scopes_hold_behind_a_root_path(
         assert proxied.get(f"/api/lookup?lon=0.5&lat=0.5&layer={PARTNER}").status_code == 200
         _problem(proxied.get(f"/api/lookup?lon=-118.25&lat=34.05&layer={HIDDEN}"), 404)
         assert proxied.get("/api/health", headers={}).status_code == 200  # public there too
+        assert route_path({"path": "/api/layers/x/coverage", "root_path": "/api"}) == (
+            "/layers/x/coverage"  # what the overload bound (app/shedding.py) matches too
+        )
         _problem(proxied.get("/api/layers", headers={"Authorization": ""}), 401)
