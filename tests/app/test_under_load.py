@@ -166,6 +166,17 @@ def _timed(call: Callable[[], Any], limit_s: float) -> Any:
         return result
 
 
+def _move_away(session: Session, territory_id: int) -> None:
+    """Another writer's change: the territory moves to a 1° square at (10, 10), far from (1, 1)."""
+    session.execute(
+        text(
+            "UPDATE territories SET geom = ST_Multi(ST_MakeEnvelope(10, 10, 11, 11, 4326)) "
+            "WHERE id = :t"
+        ),
+        {"t": territory_id},
+    )
+
+
 def test_lookups_answer_from_the_held_index_while_a_refresh_waits(
     busy: dict[str, int],
     client: TestClient,
@@ -184,13 +195,7 @@ def test_lookups_answer_from_the_held_index_while_a_refresh_waits(
     version_after_edit = registry.version(LAYER)
     # Another writer's change (no NOTIFY reaches this worker): a moves away from (1, 1).
     with Session(engine) as other:
-        other.execute(
-            text(
-                "UPDATE territories SET geom = ST_Multi(ST_MakeEnvelope(10, 10, 11, 11, 4326)) "
-                "WHERE id = :t"
-            ),
-            {"t": busy["a"]},
-        )
+        _move_away(other, busy["a"])
         other.execute(
             text("UPDATE layers SET updated_at = clock_timestamp() WHERE name = :n"), {"n": LAYER}
         )
@@ -214,13 +219,7 @@ def test_after_the_refresh_lookups_see_the_change(
     assert _owner(client, 1, 1) == "a"
     before = registry.version(LAYER)
     with Session(engine) as other:
-        other.execute(
-            text(
-                "UPDATE territories SET geom = ST_Multi(ST_MakeEnvelope(10, 10, 11, 11, 4326)) "
-                "WHERE id = :t"
-            ),
-            {"t": busy["a"]},
-        )
+        _move_away(other, busy["a"])
         layer = layers.get_by_name(other, name=LAYER, for_change=True)
         layers.touch(other, layer=layer)  # with its NOTIFY, as the API does
         other.commit()
