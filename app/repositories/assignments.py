@@ -156,7 +156,8 @@ def replace(
     ``rules`` holds indexes into ``spatial.index.RULES``, ``values`` the customers' values.
     The rows go into a fresh, bare table
     (binary COPY, no index, no key checked row by row), which then replaces the layer's
-    partition: attaching it builds its indexes and checks each foreign key with one join.
+    partition: each key is checked with one join (the territories' before the swap, the
+    customers' by the attach), and attaching builds its indexes.
     Call ``lock_for_bulk`` first.
     """
     _bump(session, layer_id)
@@ -178,6 +179,8 @@ def replace(
     # it: give up after a few seconds instead (a 503 the client can retry).
     session.execute(text(f"SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT_MS}ms'"))
     session.execute(text("LOCK TABLE territories IN SHARE ROW EXCLUSIVE MODE"))
+    # Every row's territory in its layer (migration 0011: attaching fires no trigger).
+    session.execute(text(f"SELECT assignments_check_territories('{fresh}'::regclass)"))
     session.execute(text(f"DROP TABLE {part}"))
     session.execute(text(f"ALTER TABLE {fresh} RENAME TO {part}"))
     session.execute(

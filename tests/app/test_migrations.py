@@ -11,7 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, pool, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app import embedded
@@ -127,3 +127,76 @@ def test_an_assignment_must_point_into_its_own_layer(session: Session) -> None:
             {"layer": rows[0], "territory": rows[1]},
         )
     session.rollback()
+
+
+def _probe(session: Session) -> tuple[int, int, int, int]:
+    """A fresh customer, the states layer, one state and one territory of another layer."""
+    customer = session.scalar(
+        text(
+            "INSERT INTO customers (external_id, geom) "
+            "VALUES ('fk-probe', ST_SetSRID(ST_MakePoint(0, 0), 4326)) RETURNING id"
+        )
+    )
+    found = session.execute(
+        text(
+            "SELECT l.id AS layer, "
+            "(SELECT t.id FROM territories t WHERE t.layer_id = l.id LIMIT 1) AS own, "
+            "(SELECT t.id FROM territories t WHERE t.layer_id <> l.id LIMIT 1) AS other "
+            "FROM layers l WHERE l.name = 'states'"
+        )
+    ).one()
+    return int(customer), found.layer, found.own, found.other
+
+
+def test_a_partition_swapped_in_whole_is_checked_first(session: Session) -> None:
+    # A bulk assignment attaches a table no trigger saw: the check function reads it first.
+    customer, layer, own, other = _probe(session)
+    session.execute(text("CREATE TEMP TABLE swap (LIKE assignments INCLUDING DEFAULTS)"))
+    insert = (
+        "INSERT INTO swap (layer_id, customer_id, territory_id, rule) VALUES (:l, :c, :t, 'only')"
+    )
+    session.execute(text(insert), {"l": layer, "c": customer, "t": own})
+    session.execute(text("SELECT assignments_check_territories('swap'::regclass)"))  # fine
+    session.execute(text(insert), {"l": layer, "c": customer + 1, "t": other})
+    with pytest.raises(IntegrityError, match=f"territory {other} is not in layer {layer}"):
+        session.execute(text("SELECT assignments_check_territories('swap'::regclass)"))
+    session.rollback()
+
+
+def test_a_named_territory_keeps_its_id_and_layer(session: Session) -> None:
+    customer, layer, own, other = _probe(session)
+    session.execute(
+        text(
+            "INSERT INTO assignments (layer_id, customer_id, territory_id, rule) "
+            "VALUES (:l, :c, :t, 'only')"
+        ),
+        {"l": layer, "c": customer, "t": own},
+    )
+    session.execute(text("UPDATE territories SET name = name WHERE id = :t"), {"t": own})
+    with (
+        pytest.raises(IntegrityError, match=f"assignments name territory {own}"),
+        session.begin_nested(),
+    ):
+        session.execute(text("UPDATE territories SET id = -id WHERE id = :t"), {"t": own})
+    # One no row names may change (as with NO ACTION).
+    session.execute(text("UPDATE territories SET id = -id WHERE id = :t"), {"t": other})
+    session.rollback()
+
+
+def test_a_territory_named_by_an_open_write_cannot_be_deleted_under_it(engine: Engine) -> None:
+    # The check locks the territories its rows name (FOR KEY SHARE), as the key did per row:
+    # a delete of one waits for the writer, whose rows it then deletes too (no orphan).
+    with Session(engine) as writer, Session(engine) as deleter:
+        customer, layer, own, _ = _probe(writer)
+        writer.execute(
+            text(
+                "INSERT INTO assignments (layer_id, customer_id, territory_id, rule) "
+                "VALUES (:l, :c, :t, 'only')"
+            ),
+            {"l": layer, "c": customer, "t": own},
+        )
+        deleter.execute(text("SET LOCAL lock_timeout = '300ms'"))
+        with pytest.raises(OperationalError, match="lock timeout"):
+            deleter.execute(text("DELETE FROM territories WHERE id = :t"), {"t": own})
+        deleter.rollback()
+        writer.rollback()
