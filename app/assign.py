@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,33 +120,43 @@ def before_change(session: Session, *, layer: Layer, territory_id: int) -> Befor
     return Before(*assignments.ranked_shape(session, territory_id=territory_id))
 
 
-def after_change(
+def after_changes(
     session: Session,
     *,
     layer: Layer,
-    territory_id: int | None,
-    before: Before | None,
+    changes: Sequence[tuple[int | None, Before | None]],
     index: TerritoryIndex,
 ) -> int:
-    """Re-assign only the customers a territory change can affect: inside its old or new shape.
+    """Re-assign only the customers some territory changes can affect: inside an old or a new
+    shape of a changed territory, all of them at once.
 
-    ``index``: the layer's with the change (``IndexRegistry.stage``). Nothing to do for a layer
-    never bulk-assigned, nor when the shape, priority and area are as they were (a new name or
-    owner: no customer changes hands). The owners come from the engine and only the rows that
-    change are written: PostGIS took ~70 µs a customer to decide them (a second for the
-    ~15,000 in a region), and rewriting every row (foreign keys checked row by row) as much
-    again. Returns how many customers were re-examined.
+    ``changes``: (territory id, ``before_change``'s answer) per edit, the id None for a
+    territory deleted; a territory edited twice appears twice (each before, one after).
+    ``index``: the layer's with the changes (``IndexRegistry.stage``). Nothing to do for a layer
+    never bulk-assigned, nor for a territory whose shape, priority and area are as they were (a
+    new name or owner: no customer changes hands). The owners come from the engine and only the
+    rows that change are written: PostGIS took ~70 µs a customer to decide them (a second for
+    the ~15,000 in a region), and rewriting every row as much again. Returns how many
+    customers were re-examined.
     """
     if layer.assigned_at is None:
         return 0
-    old_wkb = before.wkb if before is not None else None
-    if before is not None and territory_id is not None:
-        after = Before(*assignments.ranked_shape(session, territory_id=territory_id))
-        if after == before:
-            return 0
-        if after.wkb == before.wkb:
-            old_wkb = None  # a new rank alone: the customers inside, tested once, not twice
-    ids, lon, lat = assignments.points_near(session, old_wkb=old_wkb, territory_id=territory_id)
+    old_shapes: list[bytes] = []
+    current: set[int] = set()
+    for territory_id, before in changes:
+        after = Before(None, None, None)
+        if territory_id is not None:
+            after = Before(*assignments.ranked_shape(session, territory_id=territory_id))
+            if after == before:
+                continue
+            current.add(territory_id)
+        if before is not None and before.wkb is not None and before.wkb != after.wkb:
+            old_shapes.append(before.wkb)  # a new rank alone: the customers inside, once
+    if not old_shapes and not current:
+        return 0
+    ids, lon, lat = assignments.points_near(
+        session, old_shapes=old_shapes, territory_ids=sorted(current)
+    )
     found = index.owners(lon, lat)
     assignments.write_owners(
         session, layer_id=layer.id, customer_ids=ids, territory_ids=found.owner, rules=found.rule

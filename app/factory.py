@@ -13,6 +13,7 @@ from app import __version__, docs, errors, mapview, observability
 from app.auth import Authenticate, KeyRing, Principal, Role
 from app.cache import LruCache
 from app.db import make_engine, migrate, resolve_database_url
+from app.edits import EditQueue
 from app.fastlookup import LookupFastPath
 from app.indexes import IndexRegistry
 from app.limits import BodySizeLimit
@@ -75,6 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.indexes = IndexRegistry(sessionmaker(index_engine, expire_on_commit=False))
         if settings.index.warm:
             app.state.indexes.warm()
+        # Territory edits are applied in batches per layer (app/edits.py), through connections
+        # of their own: one batch per layer at once, so a layer's edits never wait for a map
+        # read's connection, nor take one (a second layer's batch may open a second one).
+        edit_engine = make_engine(url, settings, pool_size=1)
+        app.state.edits = EditQueue(
+            sessionmaker(edit_engine, expire_on_commit=False), app.state.indexes
+        )
         listener = ChangeListener(
             conninfo(url), app.state.indexes.changed, on_keys=app.state.keys.changed
         )
@@ -86,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             listener.stop()
             key_engine.dispose()
             index_engine.dispose()
+            edit_engine.dispose()
             engine.dispose()
 
     app = FastAPI(
@@ -110,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_writing=settings.api.write_running,
         max_writes_queued=settings.api.write_queued,
         max_write_wait_s=settings.api.write_wait_s,
+        max_editing=settings.api.edit_running,
+        max_edits_queued=settings.api.edit_queued,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_body_bytes)
     # Outside the look-up path and the body limit: who is calling is settled first, and a

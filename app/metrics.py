@@ -73,6 +73,16 @@ ASSIGNMENT_SECONDS = Histogram(
     "Duration of bulk assignments (every customer to a layer).",
     buckets=_ASSIGN_BUCKETS,
 )
+EDIT_BATCH_EDITS = Histogram(
+    "territory_edit_batch_edits",
+    "Territory edits applied per transaction (app/edits.py): more when more edits wait.",
+    buckets=(1, 2, 4, 8, 16, 32),
+)
+EDIT_BATCH_SECONDS = Histogram(
+    "territory_edit_batch_seconds",
+    "Duration of a batch of territory edits: the layer's lock held, customers re-assigned.",
+    buckets=_HTTP_BUCKETS,
+)
 DATABASE_ERRORS = Counter(
     "territory_database_errors",
     "Requests failed by the database: unavailable (unreachable, down), data (a value it cannot "

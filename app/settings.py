@@ -67,6 +67,13 @@ class ApiSettings(BaseSettings):
     write_running: int = 1
     write_queued: int = 64
     write_wait_s: float = 20.0
+    # Territory edits (POST/PUT/PATCH/DELETE of /layers/{layer}/territories, not dry runs) in a
+    # lane of their own: they wait for their layer's next batch (app/edits.py) holding no
+    # database connection, so many may be in at once (each holds one of the worker's 40
+    # threads: with heavy_running and write_running, 25 at most); edit_queued more wait
+    # write_wait_s.
+    edit_running: int = 16
+    edit_queued: int = 64
 
 
 class AuthSettings(BaseSettings):

@@ -17,12 +17,17 @@ a time anyway (the layer's row lock), and while they waited for it they used to 
 reads' slots: at 10 edits/s about 11 of the 16 slots of two workers were edits waiting for the
 lock (bench/RESULTS.md, "Load"), and map reads were shed. Edits waiting for the write lane
 wait here, holding no database connection.
+
+Territory edits (not dry runs) have a third lane, ``max_editing`` at once (16): inside, they
+wait for their layer's next batch (app/edits.py), which applies all of them in one transaction
+through a connection of its own, so they hold none of the pool's while they wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -34,6 +39,18 @@ RETRY_AFTER_S = 2  # what a shed request is told to wait: about a queue's worth 
 
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A territory's edits, batched per layer (app/edits.py): /layers/{layer}/territories[/{id}].
+_EDIT_PATH = re.compile(r"/layers/[^/]+/territories(/[^/]+)?/?")
+
+
+def _is_edit(scope: Scope, path: str) -> bool:
+    """A batched territory edit: a write of a territory, not a dry run (that holds its own
+    connection while it waits for the layer, as other writes do)."""
+    return (
+        scope["method"] not in READ_METHODS
+        and _EDIT_PATH.fullmatch(path) is not None
+        and b"dry_run" not in scope.get("query_string", b"")
+    )
 
 
 class _Lane:
@@ -99,18 +116,24 @@ class HeavyWorkLimit:
         max_writing: int = 1,
         max_writes_queued: int = 64,
         max_write_wait_s: float = 10,
+        max_editing: int = 16,
+        max_edits_queued: int = 64,
     ) -> None:
         self.app = app
         self.reads = _Lane("heavy requests", max_running, max_queued, max_wait_s)
         self.writes = _Lane("writes", max_writing, max_writes_queued, max_write_wait_s)
+        self.edits = _Lane("edits", max_editing, max_edits_queued, max_write_wait_s)
         self.shed = 0  # requests answered 503 here, since start (tests, logs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run a heavy request when a slot of its lane is free (waiting its turn), else 503."""
-        if scope["type"] != "http" or not route_path(scope).startswith(HEAVY_PREFIXES):
+        path = route_path(scope) if scope["type"] == "http" else ""
+        if not path.startswith(HEAVY_PREFIXES):
             await self.app(scope, receive, send)
             return
         lane = self.reads if scope["method"] in READ_METHODS else self.writes
+        if _is_edit(scope, path):
+            lane = self.edits
         if not await lane.acquire():
             self.shed += 1
             detail = (

@@ -440,17 +440,24 @@ def _literal(values: np.ndarray) -> str:
     return "{" + ",".join(map(str, values.astype(np.int64).tolist())) + "}"
 
 
+_POINTS_NEAR = """
+WITH shapes AS (
+    SELECT ST_GeomFromWKB(w, 4326) AS geom FROM unnest(%s::bytea[]) AS w
+    UNION ALL
+    SELECT geom FROM territories WHERE id = ANY(%s::bigint[])
+)
+SELECT DISTINCT c.id, ST_X(c.geom), ST_Y(c.geom), c.value::float8
+FROM shapes s JOIN customers c ON ST_Intersects(c.geom, s.geom)
+"""
+
+
 def points_near(
-    session: Session, *, old_wkb: bytes | None, territory_id: int | None
+    session: Session, *, old_shapes: list[bytes], territory_ids: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Id and lon/lat (by id) of the customers inside a territory's old shape (WKB) or its
-    current one (either may be missing): those a change affects. GiST-filtered."""
-    query = (
-        "SELECT c.id, ST_X(c.geom), ST_Y(c.geom), c.value::float8 FROM customers c "
-        "WHERE ST_Intersects(c.geom, ST_GeomFromWKB(%s::bytea, 4326)) "
-        "OR ST_Intersects(c.geom, (SELECT geom FROM territories WHERE id = %s))"
-    )
-    ids, lon, lat, _ = _point_table(session, query, (old_wkb, territory_id))
+    """Id and lon/lat (by id) of the customers inside any of some old shapes (WKB) or any of
+    some territories as stored now: those changes to them affect. GiST-filtered, shape by
+    shape (a customer in several appears once)."""
+    ids, lon, lat, _ = _point_table(session, _POINTS_NEAR, (old_shapes, territory_ids))
     return ids, lon, lat
 
 

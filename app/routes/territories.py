@@ -9,11 +9,10 @@ from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import Discriminator, Tag
 from sqlalchemy.orm import Session
 
-from app.assign import Before, after_change, before_change
 from app.auth import READ, WRITE
 from app.db import SessionDep
+from app.edits import Edit, EditQueue, EditsDep
 from app.geojson import GeoJSONResponse, feature, feature_collection
-from app.indexes import IndexDep, IndexRegistry
 from app.models import Layer
 from app.repositories import layers
 from app.repositories import territories as repo
@@ -103,30 +102,9 @@ def territory_feature(row: dict[str, Any]) -> dict[str, Any]:
     return feature(row["id"], row["geometry"], props)
 
 
-def _commit(
-    session: Session,
-    registry: IndexRegistry,
-    layer: Layer,
-    *,
-    territory_id: int | None,
-    before: Before | None,
-) -> None:
-    """The request's one commit, with the customers the change affects re-assigned.
-
-    This worker's next index of the layer is made here (only the root cells the change
-    touches), re-assigns those customers and replaces the one held at the commit; look-ups
-    go on from the one held until then. Other workers hear of the change by NOTIFY.
-    """
-    layers.touch(session, layer=layer)  # first: the version the staged index carries
-    entry = registry.stage(session, layer)
-    after_change(session, layer=layer, territory_id=territory_id, before=before, index=entry.index)
-    session.commit()
-    registry.install(entry)
-
-
 def _edit(
     session: Session,
-    registry: IndexRegistry,
+    edits: EditQueue,
     layer: str,
     territory_id: int,
     change: Callable[..., None],
@@ -134,14 +112,18 @@ def _edit(
     dry_run: bool = False,
 ) -> GeoJSONResponse:
     """Apply ``change`` (repo.replace or repo.patch) to one territory, commit, answer it."""
-    target = layers.get_by_name(session, name=layer, for_change=True)
     if dry_run:
+        target = layers.get_by_name(session, name=layer, for_change=True)
         change(session=session, layer_id=target.id, territory_id=territory_id)
         return overlaps.preview(session, layer_id=target.id, territory_id=territory_id)
-    old = before_change(session, layer=target, territory_id=territory_id)
-    change(session=session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target, territory_id=territory_id, before=old)
-    return _respond(session, target.id, territory_id)
+
+    def apply(batch: Session, target: Layer) -> int:
+        change(session=batch, layer_id=target.id, territory_id=territory_id)
+        return territory_id
+
+    row = edits.run(layer, Edit(apply, territory_id))
+    assert row is not None
+    return GeoJSONResponse(territory_feature(row))
 
 
 def _respond(
@@ -164,21 +146,25 @@ def create_territory(
     body: TerritoryBody,
     request: Request,
     session: SessionDep,
-    registry: IndexDep,
+    edits: EditsDep,
     repair: RepairQuery = False,
     dry_run: overlaps.DryRunQuery = False,
 ) -> GeoJSONResponse:
     """Create a territory from a GeoJSON Feature, or composed from counties and/or states."""
-    target = layers.get_by_name(session, name=layer, for_change=True)
     draft = body.to_draft(repair=repair)
-    territory_id = repo.create(session, layer_id=target.id, draft=draft)
     if dry_run:
+        target = layers.get_by_name(session, name=layer, for_change=True)
+        territory_id = repo.create(session, layer_id=target.id, draft=draft)
         return overlaps.preview(session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target, territory_id=territory_id, before=None)
-    out = _respond(session, target.id, territory_id, status.HTTP_201_CREATED)
-    out.headers["Location"] = str(
-        request.url_for("get_territory", layer=layer, territory_id=territory_id)
-    )
+
+    def apply(batch: Session, target: Layer) -> int:
+        return repo.create(batch, layer_id=target.id, draft=draft)
+
+    row = edits.run(layer, Edit(apply, None))
+    assert row is not None
+    out = GeoJSONResponse(territory_feature(row), status_code=status.HTTP_201_CREATED)
+    url = request.url_for("get_territory", layer=layer, territory_id=row["id"])
+    out.headers["Location"] = str(url)
     return out
 
 
@@ -216,7 +202,7 @@ def replace_territory(
     territory_id: TerritoryId,
     body: TerritoryBody,
     session: SessionDep,
-    registry: IndexDep,
+    edits: EditsDep,
     repair: RepairQuery = False,
     dry_run: overlaps.DryRunQuery = False,
 ) -> GeoJSONResponse:
@@ -224,7 +210,7 @@ def replace_territory(
     draft = body.to_draft(repair=repair)
     return _edit(
         session,
-        registry,
+        edits,
         layer,
         territory_id,
         lambda **kw: repo.replace(**kw, draft=draft),
@@ -244,7 +230,7 @@ def patch_territory(
     territory_id: TerritoryId,
     body: TerritoryUpdate,
     session: SessionDep,
-    registry: IndexDep,
+    edits: EditsDep,
     repair: RepairQuery = False,
     dry_run: overlaps.DryRunQuery = False,
 ) -> GeoJSONResponse:
@@ -252,7 +238,7 @@ def patch_territory(
     draft = body.to_draft(repair=repair)
     return _edit(
         session,
-        registry,
+        edits,
         layer,
         territory_id,
         lambda **kw: repo.patch(**kw, draft=draft),
@@ -261,12 +247,11 @@ def patch_territory(
 
 
 @router.delete("/{territory_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WRITE])
-def delete_territory(
-    layer: str, territory_id: TerritoryId, session: SessionDep, registry: IndexDep
-) -> Response:
+def delete_territory(layer: str, territory_id: TerritoryId, edits: EditsDep) -> Response:
     """Delete a territory."""
-    target = layers.get_by_name(session, name=layer, for_change=True)
-    old = before_change(session, layer=target, territory_id=territory_id)
-    repo.remove(session, layer_id=target.id, territory_id=territory_id)
-    _commit(session, registry, target, territory_id=None, before=old)
+
+    def apply(batch: Session, target: Layer) -> None:
+        repo.remove(batch, layer_id=target.id, territory_id=territory_id)
+
+    edits.run(layer, Edit(apply, territory_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -237,8 +237,8 @@ def test_after_the_refresh_lookups_see_the_change(
 def bounded(
     settings: Settings, engine: Engine, clean: None, auth_headers: dict[str, str]
 ) -> Iterator[TestClient]:
-    """The app with at most one heavy read and one write running, one more of each waiting
-    (for 1 s)."""
+    """The app with at most one heavy read, one write and one territory edit running, one
+    more of each waiting (for 1 s)."""
     api = settings.api.model_copy(
         update={
             "heavy_running": 1,
@@ -247,6 +247,8 @@ def bounded(
             "write_running": 1,
             "write_queued": 1,
             "write_wait_s": 1.0,
+            "edit_running": 1,
+            "edit_queued": 1,
         }
     )
     with TestClient(
