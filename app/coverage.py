@@ -99,6 +99,24 @@ def shapes(cache: LruCache, entry: LayerIndex, tolerance_m: float) -> _Shapes:
     return found
 
 
+# Zooms whose shapes a worker makes at start (``warm``): whole-country to regional views, where a
+# map opens. The counties' cost 0.8 s to clean and ~0.15 s per zoom to simplify: made on the
+# first map reads instead, they held every heavy slot for seconds after a start, and map reads
+# queued behind them were shed (bench/RESULTS.md, "Load", warm-up). Deeper zooms: on first use.
+WARM_ZOOMS = range(11)
+
+
+def warm(cache: LruCache, registry: IndexRegistry, layers: list[str]) -> None:
+    """Make the colours and the shapes at ``WARM_ZOOMS`` of the layers whose index is held."""
+    for name in layers:
+        entry = registry.held(name)
+        if entry is None:
+            continue
+        colors(entry)
+        for zoom in WARM_ZOOMS:
+            shapes(cache, entry, engine.tolerance_for_zoom(zoom))
+
+
 @dataclass(frozen=True, eq=False)
 class Stats:
     """Customer count and value per territory (by index position), as of ``version``."""

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.orm import sessionmaker
 
 from app import __version__, docs, errors, mapview, observability
+from app import coverage as coverage_maps
 from app.auth import Authenticate, KeyRing, Principal, Role
 from app.cache import LruCache
 from app.db import make_engine, migrate, resolve_database_url
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         index_engine = make_engine(url, settings, pool_size=1)
         app.state.indexes = IndexRegistry(sessionmaker(index_engine, expire_on_commit=False))
         if settings.index.warm:
-            app.state.indexes.warm()
+            warmed = app.state.indexes.warm()
+            coverage_maps.warm(app.state.cache, app.state.indexes, warmed)
         # Territory edits are applied in batches per layer (app/edits.py), through connections
         # of their own: one batch per layer at once, so a layer's edits never wait for a map
         # read's connection, nor take one (a second layer's batch may open a second one).

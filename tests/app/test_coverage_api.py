@@ -10,7 +10,9 @@ from shapely.geometry import shape
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app import coverage as coverage_maps
 from app import demo
+from app.cache import LruCache
 from app.repositories import customers
 from spatial.measure import geodesic_area_km2
 
@@ -165,3 +167,24 @@ def test_a_new_customer_value_reaches_the_totals(west: TestClient, session: Sess
 
 def _truth_values(session: Session) -> dict[int, float]:
     return {k: v for k, (_, v) in _truth(session).items()}
+
+
+def test_a_worker_makes_the_map_shapes_of_its_layers_at_start(
+    client: TestClient, session: Session
+) -> None:
+    # Started with index.warm, a worker has the shapes of every zoom in WARM_ZOOMS made before
+    # its first map read (the counties' took seconds to make on the first reads, and held
+    # every heavy slot meanwhile); deeper zooms are made on first use.
+    client.post("/layers", json={"name": "started"})
+    for state in ("NV", "UT"):
+        client.post("/layers/started/territories", json={"name": state, "states": [state]})
+    registry = client.app.state.indexes  # type: ignore[attr-defined]
+    registry.get("started")
+    coverage_maps.warm(LruCache(1), registry, ["started", "no such layer"])
+    made = coverage_maps._SHAPES.made
+    for zoom in coverage_maps.WARM_ZOOMS:
+        assert client.get("/layers/started/coverage", params={"zoom": zoom}).status_code == 200
+    assert coverage_maps._SHAPES.made == made  # none made again
+    deeper = max(coverage_maps.WARM_ZOOMS) + 1
+    assert client.get("/layers/started/coverage", params={"zoom": deeper}).status_code == 200
+    assert coverage_maps._SHAPES.made == made + 1
