@@ -337,13 +337,16 @@ def test_the_cli_makes_lists_and_revokes_keys(
 
 
 def test_a_key_revoked_in_sql_is_refused_by_a_worker_that_never_held_it(
-    engine: Engine, app_client: TestClient
+    engine: Engine, settings: Settings, clean: None
 ) -> None:
     key = make_key(engine, "read", label="audit")
     with engine.begin() as conn:
         conn.execute(text("UPDATE api_keys SET revoked_at = now() WHERE label = 'audit'"))
-    # Revoked behind the service's back (no NOTIFY): a worker that never held it refuses it.
-    _problem(app_client.get("/layers", headers=bearer(key)), 401)
+    # Revoked behind the service's back (no NOTIFY), before the worker starts: it never held
+    # the key (a worker already running may load every key when its LISTEN begins, and would
+    # hold this one until a NOTIFY says otherwise), so it asks the database and refuses it.
+    with TestClient(create_app(settings)) as fresh:
+        _problem(fresh.get("/layers", headers=bearer(key)), 401)
 
 
 def test_a_reader_s_change_is_refused_before_its_body_is_read(
