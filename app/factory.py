@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -50,12 +51,19 @@ coordinate at fault.
 """
 
 
+def tune_gc(settings: Settings) -> None:
+    """Collect young garbage every ``settings.api.gc_threshold`` allocations (the worker's)."""
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(settings.api.gc_threshold, older, oldest)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app for ``settings`` (read from the environment when not given)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_gc(settings)
         url = resolve_database_url(settings)
         engine = make_engine(url, settings)
         migrate(engine)

@@ -74,6 +74,12 @@ class ApiSettings(BaseSettings):
     # write_wait_s.
     edit_running: int = 16
     edit_queued: int = 64
+    # Allocations between two young-generation garbage collections (Python's default: 700).
+    # Vectorised geometry work makes tens of thousands of short-lived shapely objects (every
+    # overlay result, every ring an area walks), none of them in a reference cycle; at 700 each
+    # batch of them set off collections, and the full ones walk every object the worker holds
+    # (its indexes), with the GIL held: 15 % of the overlaps' time (bench/RESULTS.md).
+    gc_threshold: int = Field(default=50_000, ge=1)
 
 
 class AuthSettings(BaseSettings):

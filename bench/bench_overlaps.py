@@ -8,7 +8,8 @@ overlapping pair:
 
 1. ours, engine alone: ``spatial.overlap.find_overlaps`` on the geometries in memory (pairs,
    overlap geometries, geodesic areas, percentages), with its thread pool (``--threads``,
-   ``os.cpu_count()`` by default, as the service runs it) and again with one thread;
+   ``os.cpu_count()`` by default, as the service runs it) and again with one thread, the
+   garbage collector tuned as in a service worker (``app.factory.tune_gc``);
 2. ours, from the database: the layer's territories read (``assignments.engine_input``),
    parsed from WKB, then the engine;
 3. ours, served: ``GET /layers/{layer}/overlaps`` through a TestClient on the app (started
@@ -53,7 +54,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.db import make_engine, migrate
-from app.factory import create_app
+from app.factory import create_app, tune_gc
 from app.repositories import assignments
 from app.repositories import layers as layer_repo
 from app.routes.params import MAX_LIMIT
@@ -278,6 +279,8 @@ def run(bench: Bench, engine: Engine, args: argparse.Namespace) -> None:
         )
     tol = args.min_area_km2
     threads = args.threads or os.cpu_count() or 1
+    # The garbage collector as a service worker has it (its lifespan calls the same function).
+    tune_gc(Settings())
     find_overlaps(ids[:200], geoms[:200], min_area_km2=tol)  # warm-up, untimed
     seconds, ours = _step(
         "1 ours: engine",
