@@ -15,6 +15,7 @@ from app import demo
 from app.cache import LruCache
 from app.repositories import customers
 from spatial.measure import geodesic_area_km2
+from tests.spatial.test_coverage import AREA_KEPT
 
 LAYER = "west-cov"
 
@@ -188,3 +189,253 @@ def test_a_worker_makes_the_map_shapes_of_its_layers_at_start(
     deeper = max(coverage_maps.WARM_ZOOMS) + 1
     assert client.get("/layers/started/coverage", params={"zoom": deeper}).status_code == 200
     assert coverage_maps._SHAPES.made == made + 1
+
+
+# --- issue 4, item 1: shares, customers, zooms and ETags against SQL ----------------------------
+
+
+def _assigned_truth(session: Session) -> dict[int, tuple[int, float]]:
+    """Per territory of the layer: its assigned customers and the sum of their values (pins
+    included), the values read off the customers themselves."""
+    rows = session.execute(
+        text(
+            "SELECT t.id, count(c.id) AS n, coalesce(sum(c.value), 0) AS v "
+            "FROM territories t JOIN layers l ON l.id = t.layer_id "
+            "LEFT JOIN assignments a ON a.territory_id = t.id AND a.layer_id = l.id "
+            "LEFT JOIN customers c ON c.id = a.customer_id "
+            "WHERE l.name = :n GROUP BY t.id"
+        ),
+        {"n": LAYER},
+    ).all()
+    session.rollback()
+    return {r.id: (r.n, float(r.v)) for r in rows}
+
+
+def _check_shares(body: dict, truth: dict[int, tuple[int, float]]) -> None:
+    total_n = sum(n for n, _ in truth.values())
+    total_v = sum(v for _, v in truth.values())
+    assert total_n > 100 and total_v > 0
+    assert body["summary"]["customer_count"] == total_n
+    assert body["summary"]["customer_value"] == pytest.approx(total_v, abs=0.01)
+    found = {f["id"]: f["properties"] for f in body["features"]}
+    assert set(found) == set(truth)
+    for tid, (n, v) in truth.items():
+        props = found[tid]
+        assert props["customer_count"] == n
+        assert props["customer_value"] == pytest.approx(v, abs=0.006)
+        assert props["customer_share"] == pytest.approx(n / total_n, abs=1e-6)
+        assert props["value_share"] == pytest.approx(v / total_v, abs=1e-6)
+
+
+def test_value_and_customer_shares_match_sql(west: TestClient, session: Session) -> None:
+    url = f"/layers/{LAYER}/coverage"
+    truth = _assigned_truth(session)
+    assert truth == _truth(session)  # no pins yet: assigned = covered
+    _check_shares(west.get(url).json(), truth)
+    # A pin (to a territory that does not cover the customer) and a new value: the shares
+    # follow the assignments and the customers' values, not the shapes.
+    points = west.get(url, params={"include_customers": True}).json()["features"]
+    first = next(f for f in points if f["properties"].get("kind") == "customer")
+    other = next(t for t in truth if t != first["properties"]["territory_id"])
+    cid = first["properties"]["customer_id"]
+    assert west.put(f"/layers/{LAYER}/pins/{cid}", json={"territory_id": other}).is_success
+    row = session.execute(
+        text(
+            "SELECT c.external_id, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat, c.value "
+            "FROM customers c JOIN assignments a ON a.customer_id = c.id "
+            "JOIN layers l ON l.id = a.layer_id WHERE l.name = :n AND c.id <> :c "
+            "ORDER BY c.value DESC LIMIT 1"
+        ),
+        {"n": LAYER, "c": cid},
+    ).one()
+    session.rollback()
+    body = [{"external_id": row.external_id, "lon": row.lon, "lat": row.lat, "value": 5.5}]
+    assert west.post("/customers", json=body).status_code == 200
+    moved = _assigned_truth(session)
+    assert moved != truth
+    _check_shares(west.get(url).json(), moved)
+    _check_shares(west.get(url, params={"zoom": 6}).json(), moved)
+
+
+_ASSIGNED_POINTS = """
+SELECT c.id, a.territory_id, c.value::float8 AS value, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat
+FROM assignments a JOIN customers c ON c.id = a.customer_id JOIN layers l ON l.id = a.layer_id
+WHERE l.name = :n
+  AND (CAST(:bbox AS float8[]) IS NULL OR ST_Intersects(c.geom, ST_MakeEnvelope(
+       (CAST(:bbox AS float8[]))[1], (CAST(:bbox AS float8[]))[2],
+       (CAST(:bbox AS float8[]))[3], (CAST(:bbox AS float8[]))[4], 4326)))
+"""
+
+
+def _points_truth(session: Session, bbox: list[float] | None = None) -> dict[str, dict]:
+    """The layer's assigned customers (in bbox) as the point features they should be, by id."""
+    rows = session.execute(text(_ASSIGNED_POINTS), {"n": LAYER, "bbox": bbox}).all()
+    session.rollback()
+    return {
+        f"customer-{r.id}": {
+            "coordinates": [r.lon, r.lat],
+            "properties": {
+                "kind": "customer",
+                "customer_id": r.id,
+                "territory_id": r.territory_id,
+                "value": r.value,
+            },
+        }
+        for r in rows
+    }
+
+
+def _points(body: dict) -> dict[str, dict]:
+    found = [f for f in body["features"] if f["properties"].get("kind") == "customer"]
+    assert all(f["geometry"]["type"] == "Point" for f in found)
+    by_id = {
+        f["id"]: {"coordinates": f["geometry"]["coordinates"], "properties": f["properties"]}
+        for f in found
+    }
+    assert len(by_id) == len(found)  # each customer once
+    return by_id
+
+
+def test_included_customers_match_the_assignments_in_sql(
+    west: TestClient, session: Session
+) -> None:
+    url = f"/layers/{LAYER}/coverage"
+    box = [-120.0, 36.0, -115.0, 40.0]  # parts of CA and NV
+    # A customer on the bbox's east edge, in Nevada: assigned, and inside the bbox.
+    edge = {"external_id": "on-the-edge", "lon": box[2], "lat": 38.0, "value": 12.5}
+    assert west.post("/customers", json=[edge]).status_code == 200
+    plain = west.get(url).json()
+    assert not _points(plain)  # only when asked for
+    body = west.get(url, params={"include_customers": True}).json()
+    truth = _points_truth(session)
+    assert len(truth) == body["summary"]["customer_count"] > 100
+    assert _points(body) == truth
+    # The territories are still all there, and the points come after them.
+    assert [f["id"] for f in body["features"][: len(plain["features"])]] == [
+        f["id"] for f in plain["features"]
+    ]
+    # A bbox filters the points too: only the customers inside it (edges included).
+    boxed = west.get(
+        url, params={"include_customers": True, "bbox": ",".join(map(str, box))}
+    ).json()
+    inside = _points_truth(session, box)
+    assert 0 < len(inside) < len(truth)
+    assert _points(boxed) == inside
+    assert [box[2], 38.0] in [p["coordinates"] for p in inside.values()]
+    names = {f["properties"]["name"] for f in boxed["features"] if "name" in f["properties"]}
+    assert names == {"CA", "NV"}
+    assert boxed["summary"]["customer_count"] == len(truth)  # the summary is the whole layer's
+
+
+def test_too_many_customers_to_include_is_a_problem_naming_the_limit(
+    west: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"/layers/{LAYER}/coverage"
+    total = len(_points_truth(session))
+    box = [-120.0, 36.0, -115.0, 40.0]
+    inside = len(_points_truth(session, box))
+    limit = inside + 1
+    assert limit < total
+    monkeypatch.setattr(coverage_maps, "MAX_CUSTOMER_POINTS", limit)
+    response = west.get(url, params={"include_customers": True})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["field"] == "include_customers"
+    assert f"more than {limit:,} " in problem["detail"] and "bbox" in problem["detail"]
+    # Exactly at the limit: still a map. Narrowed with a bbox: a map, too.
+    monkeypatch.setattr(coverage_maps, "MAX_CUSTOMER_POINTS", total)
+    assert west.get(url, params={"include_customers": True}).status_code == 200
+    monkeypatch.setattr(coverage_maps, "MAX_CUSTOMER_POINTS", limit)
+    boxed = west.get(url, params={"include_customers": True, "bbox": ",".join(map(str, box))})
+    assert boxed.status_code == 200 and len(_points(boxed.json())) == inside
+    # Without customers the limit does not apply.
+    assert west.get(url).status_code == 200
+
+
+def test_etag_stays_when_another_layer_or_an_outside_customer_changes(
+    west: TestClient, session: Session
+) -> None:
+    url = f"/layers/{LAYER}/coverage"
+    options = [{}, {"zoom": 5}, {"include_customers": True}]
+    tags = [west.get(url, params=p).headers["etag"] for p in options]
+
+    def unchanged() -> None:
+        for params, tag in zip(options, tags, strict=True):
+            again = west.get(url, params=params, headers={"if-none-match": tag})
+            assert again.status_code == 304 and again.headers["etag"] == tag
+            assert west.get(url, params=params).headers["etag"] == tag
+
+    # Another layer: made, given territories, assigned, edited.
+    other = "other-cov"
+    assert west.post("/layers", json={"name": other}).is_success
+    made = west.post(f"/layers/{other}/territories", json={"name": "TX", "states": ["TX"]})
+    assert made.status_code == 201
+    assert west.post(f"/layers/{other}/assign").status_code == 200
+    unchanged()
+    other_url = f"/layers/{other}/coverage"
+    other_tag = west.get(other_url).headers["etag"]
+    tx = made.json()["id"]
+    assert west.patch(f"/layers/{other}/territories/{tx}", json={"owner": "Ann"}).is_success
+    nm = west.post(f"/layers/{other}/territories", json={"name": "NM", "states": ["NM"]})
+    assert nm.status_code == 201
+    unchanged()
+    assert west.get(other_url).headers["etag"] != other_tag  # the other layer's did move
+    # Customers outside every territory of the layer: a new one in Texas (in the other layer),
+    # one in the sea (in no layer), and a new value for one already outside.
+    other_tag = west.get(other_url).headers["etag"]
+    row = session.execute(
+        text(
+            "SELECT c.external_id, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat, c.value "
+            "FROM customers c WHERE NOT EXISTS (SELECT 1 FROM territories t "
+            "JOIN layers l ON l.id = t.layer_id "
+            "WHERE l.name = :n AND ST_Intersects(t.geom, c.geom)) "
+            "ORDER BY c.id LIMIT 1"
+        ),
+        {"n": LAYER},
+    ).one()
+    session.rollback()
+    batch = [
+        {"external_id": "in-texas", "lon": -97.74, "lat": 30.27, "value": 100.0},
+        {"external_id": "at-sea", "lon": -140.0, "lat": 30.0, "value": 7.0},
+        {"external_id": row.external_id, "lon": row.lon, "lat": row.lat,
+         "value": float(row.value) + 1},
+    ]  # fmt: skip
+    assert west.post("/customers", json=batch).status_code == 200
+    unchanged()
+    assert west.get(other_url).headers["etag"] != other_tag  # Texas's customer counts there
+    # The control: a customer inside the layer (Nevada) does change it.
+    inside = {"external_id": "in-nevada", "lon": -116.0, "lat": 39.0, "value": 1.0}
+    assert west.post("/customers", json=[inside]).status_code == 200
+    stale = west.get(url, headers={"if-none-match": tags[0]})
+    assert stale.status_code == 200 and stale.headers["etag"] != tags[0]
+
+
+def _holes_km2(geom: shapely.Geometry) -> float:
+    holes = [shapely.Polygon(r) for p in shapely.get_parts(geom) for r in p.interiors]
+    return float(geodesic_area_km2(holes).sum()) if holes else 0.0
+
+
+@pytest.mark.parametrize("zoom", [0, 4, 8])
+def test_simplified_map_covers_the_layer_without_gaps(
+    west: TestClient, session: Session, zoom: int
+) -> None:
+    reference = session.execute(
+        text(
+            "SELECT ST_Area(ST_Union(t.geom)::geography) / 1e6 AS area, "
+            "ST_AsBinary(ST_Union(t.geom)) AS wkb "
+            "FROM territories t JOIN layers l ON l.id = t.layer_id WHERE l.name = :n"
+        ),
+        {"n": LAYER},
+    ).one()
+    session.rollback()
+    assert _holes_km2(shapely.from_wkb(reference.wkb)) == pytest.approx(0, abs=1e-6)
+    features = west.get(f"/layers/{LAYER}/coverage", params={"zoom": zoom}).json()["features"]
+    simple = np.array([shape(f["geometry"]) for f in features])
+    assert len(simple) == 5 and shapely.is_valid(simple).all()
+    assert shapely.coverage_is_valid(simple)  # no overlaps, shared borders shared
+    union = shapely.union_all(simple)
+    assert union.is_valid
+    assert _holes_km2(union) == pytest.approx(0, abs=1e-6)  # no gap between neighbours
+    area = geodesic_area_km2([union])[0]
+    assert area == pytest.approx(reference.area, rel=AREA_KEPT[min(zoom, 6)])

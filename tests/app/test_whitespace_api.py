@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -49,10 +50,79 @@ def _sql_area(session: Session, layer: str, *, level: str = "state", fips: Any =
     return float(session.scalar(text(_SQL_AREA), params))
 
 
-def _sql_customers(session: Session, layer: str, *, fips: Any = None) -> tuple[int, float]:
-    params = {"layer": layer, "level": "state", "all": fips is None, "fips": fips or []}
+def _sql_customers(
+    session: Session, layer: str, *, level: str = "state", fips: Any = None
+) -> tuple[int, float]:
+    params = {"layer": layer, "level": level, "all": fips is None, "fips": fips or []}
     row = session.execute(text(_SQL_CUSTOMERS), params).one()
     return int(row.n), float(row.value)
+
+
+# The uncovered customers themselves, of a market given as SQL (one geometry, ``g``): in it,
+# border included, and covered by no territory of the layer; with the county (or counties)
+# covering each.
+_SQL_UNCOVERED = """
+WITH m AS ({market})
+SELECT c.id, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat, c.value::float8 AS value,
+       coalesce((SELECT array_agg(b.fips ORDER BY b.fips) FROM boundaries b
+                 WHERE b.level = 'county' AND ST_Covers(b.geom, c.geom)), '{{}}') AS counties
+FROM customers c, m
+WHERE ST_Covers(m.g, c.geom)
+  AND NOT EXISTS (SELECT 1 FROM territories t JOIN layers l ON l.id = t.layer_id
+                  WHERE l.name = :layer AND ST_Covers(t.geom, c.geom))
+ORDER BY c.id
+"""
+_NAMED_MARKET = """SELECT ST_Union(geom) AS g FROM boundaries WHERE level = :level
+                   AND (fips = ANY(:fips) OR state_code = ANY(:fips))"""
+_DRAWN_MARKET = "SELECT ST_SetSRID(ST_GeomFromGeoJSON(:geojson), 4326) AS g"
+
+
+def _sql_uncovered(session: Session, layer: str, market: str, **params: Any) -> list[Any]:
+    rows = session.execute(
+        text(_SQL_UNCOVERED.format(market=market)), {"layer": layer, **params}
+    ).all()
+    session.rollback()
+    return list(rows)
+
+
+def _check_breakdowns(doc: dict[str, Any], uncovered: list[Any]) -> None:
+    """The summary, hexagons and counties of a document (all listed) against SQL's customers."""
+    summary = doc["summary"]
+    assert summary["customers"]["count"] == len(uncovered)
+    total = sum(r.value for r in uncovered)
+    assert summary["customers"]["value"] == pytest.approx(total, abs=0.01)
+    # Hexagons: each uncovered customer in the H3 cell (of the resolution asked) holding it,
+    # as the h3 package puts its point; the cells' counts and values add up to the totals.
+    hexagons = doc["hexagons"]
+    assert hexagons["numberReturned"] == hexagons["numberMatched"]  # all listed
+    res = summary["h3_res"]
+    cells: dict[str, list[float]] = {}
+    for r in uncovered:
+        cells.setdefault(h3.latlng_to_cell(r.lat, r.lon, res), []).append(r.value)
+    got = {f["id"]: f["properties"] for f in hexagons["features"]}
+    assert set(got) == set(cells)
+    for cell, values in cells.items():
+        assert got[cell]["customers"] == len(values)
+        assert got[cell]["value"] == pytest.approx(sum(values), abs=0.01)
+    assert sum(p["customers"] for p in got.values()) == len(uncovered)
+    assert sum(p["value"] for p in got.values()) == pytest.approx(total, abs=0.01)
+    # Counties: each uncovered customer in the one county covering it (none here lies on a
+    # county border or outside every county: checked), the counties' counts and values adding
+    # up to the totals.
+    assert all(len(r.counties) == 1 for r in uncovered)
+    per_county: dict[str, list[float]] = {}
+    for r in uncovered:
+        per_county.setdefault(r.counties[0], []).append(r.value)
+    counties = doc["counties"]
+    assert counties["numberReturned"] == counties["numberMatched"]
+    listed = {f["id"]: f["properties"] for f in counties["features"]}
+    assert set(per_county) <= set(listed)
+    for fips, props in listed.items():
+        values = per_county.get(fips, [])
+        assert props["customers"] == len(values), fips
+        assert props["value"] == pytest.approx(sum(values), abs=0.01), fips
+    assert sum(p["customers"] for p in listed.values()) == len(uncovered)
+    assert sum(p["value"] for p in listed.values()) == pytest.approx(total, abs=0.01)
 
 
 @pytest.fixture
@@ -378,3 +448,71 @@ def test_a_reload_of_the_boundaries_is_seen_without_a_restart(
         session.commit()
     again = west.get("/layers/west/whitespace", params=params).json()["summary"]
     assert again["market"]["area_km2"] == pytest.approx(before["market"]["area_km2"])
+
+
+def test_counties_market_customers_match_postgis(west: TestClient, session: Session) -> None:
+    # Clark, NV (the Strip's east edge, -115, crosses Las Vegas), Shasta, CA and Multnomah, OR
+    # (north of both territories) and San Francisco (inside West: nothing uncovered).
+    codes = ["32003", "06089", "41051", "06075"]
+    r = west.get("/layers/west/whitespace", params={"counties": ",".join(codes), "top": 10_000})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["summary"]["market"]["kind"] == "counties"
+    uncovered = _sql_uncovered(session, "west", _NAMED_MARKET, level="county", fips=codes)
+    count, value = _sql_customers(session, "west", level="county", fips=codes)
+    assert (len(uncovered), sum(r.value for r in uncovered)) == (count, pytest.approx(value))
+    in_market = {r.counties[0] for r in uncovered}
+    assert {"32003", "06089", "41051"} <= in_market and "06075" not in in_market
+    everyone = session.scalar(
+        text(
+            "SELECT count(*) FROM customers c JOIN boundaries b ON ST_Covers(b.geom, c.geom) "
+            "WHERE b.level = 'county' AND b.fips = '32003'"
+        )
+    )
+    # Clark's customers are partly covered (by the Strip), partly not.
+    assert 0 < sum(r.counties[0] == "32003" for r in uncovered) < everyone
+    _check_breakdowns(doc, uncovered)
+
+
+def test_drawn_market_customers_match_postgis(west: TestClient, session: Session) -> None:
+    # Two boxes: one around Las Vegas, astride the Strip's east edge (-115); one around
+    # Portland, OR, which no territory reaches.
+    market = {"type": "MultiPolygon", "coordinates": [
+        [[[-115.5, 35.8], [-114.5, 35.8], [-114.5, 36.5], [-115.5, 36.5], [-115.5, 35.8]]],
+        [[[-123.0, 45.0], [-122.0, 45.0], [-122.0, 46.0], [-123.0, 46.0], [-123.0, 45.0]]],
+    ]}  # fmt: skip
+    # Customers on the borders: the market's (in it, uncovered) and the Strip's (covered).
+    on_borders = [
+        {"external_id": "edge-market", "lon": -114.5, "lat": 36.1, "value": 123.45},
+        {"external_id": "edge-strip", "lon": -115.0, "lat": 36.2, "value": 678.9},
+    ]
+    assert west.post("/customers", json=on_borders).status_code == 200
+    r = west.post("/layers/west/whitespace", json=market, params={"top": 10_000, "h3_res": 7})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["summary"]["market"]["kind"] == "geometry"
+    assert doc["summary"]["h3_res"] == 7
+    uncovered = _sql_uncovered(session, "west", _DRAWN_MARKET, geojson=json.dumps(market))
+    ids = {
+        e: session.scalar(text("SELECT id FROM customers WHERE external_id = :e"), {"e": e})
+        for e in ("edge-market", "edge-strip")
+    }
+    session.rollback()
+    assert ids["edge-market"] in {r.id for r in uncovered}
+    assert ids["edge-strip"] not in {r.id for r in uncovered}
+    # Both boxes hold uncovered customers.
+    assert any(r.lon > -116 for r in uncovered) and any(r.lon < -121 for r in uncovered)
+    _check_breakdowns(doc, uncovered)
+    # The same market as a Feature: the same answer.
+    feature = west.post(
+        "/layers/west/whitespace",
+        json={"type": "Feature", "geometry": market, "properties": {}},
+        params={"top": 10_000, "h3_res": 7},
+    )
+    assert feature.json()["summary"]["customers"] == doc["summary"]["customers"]
+
+
+def test_nation_market_breakdowns_match_postgis(west: TestClient, session: Session) -> None:
+    doc = west.get("/layers/west/whitespace", params={"top": 10_000, "h3_res": 4}).json()
+    nation = "SELECT ST_Union(geom) AS g FROM boundaries WHERE level = 'state'"
+    _check_breakdowns(doc, _sql_uncovered(session, "west", nation))
