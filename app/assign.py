@@ -187,6 +187,8 @@ def after_customers(
 ) -> None:
     """Assign added or moved customers in every layer kept assigned (``before_customers``)."""
     for layer_id, name in held:
+        # Pins stay where they are on both paths below, but carry the customer's new value.
+        assignments.revalue_pinned(session, layer_id=layer_id, customer_ids=customer_ids)
         if len(customer_ids) < ENGINE_MIN_CUSTOMERS:
             assignments.reassign(session, layer_id=layer_id, customer_ids=customer_ids)
             continue

@@ -362,6 +362,31 @@ SELECT (SELECT count(*) FROM fresh) AS owned,
 """
 
 
+# A pin keeps its territory whatever the customer's location; its copy of the value follows
+# the customer's (the maps and balance sum these copies).
+_REVALUE_PINNED = """
+WITH changed AS (
+    UPDATE assignments a SET value = c.value
+    FROM customers c
+    WHERE a.layer_id = :layer_id AND a.pinned AND c.id = a.customer_id
+      AND a.customer_id = ANY(CAST(:ids AS bigint[])) AND a.value IS DISTINCT FROM c.value
+    RETURNING 1
+)
+SELECT count(*) FROM changed
+"""
+
+
+def revalue_pinned(session: Session, *, layer_id: int, customer_ids: list[int]) -> int:
+    """Copy these customers' values to their pins in the layer; returns how many changed."""
+    if not customer_ids:
+        return 0
+    params = {"layer_id": layer_id, "ids": customer_ids}
+    changed = session.execute(text(_REVALUE_PINNED), params).scalar_one()
+    if changed:
+        _bump(session, layer_id)
+    return int(changed)
+
+
 def reassign(session: Session, *, layer_id: int, customer_ids: list[int]) -> int:
     """Re-assign these customers in the layer (pins stay); returns how many got an owner."""
     if not customer_ids:
