@@ -86,9 +86,8 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     live = np.flatnonzero(np.isin(shapely.get_type_id(arr), (3, 6)) & ~shapely.is_empty(arr))
     if not live.size:
         return out
-    polys, poly_geom = shapely.get_parts(arr[live], return_index=True)
-    rings, ring_poly = shapely.get_rings(polys, return_index=True)
-    xy, ring_of, cube = _split_long_edges(*shapely.get_coordinates(rings, return_index=True))
+    coords, ring_of, ring_geom, ring_sign = _rings(arr[live])
+    xy, ring_of, cube = _split_long_edges(coords, ring_of)
     lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
     # tan(ξ/2) from sin ξ = q(φ) / q(90°): sin ξ / (1 + cos ξ), no arcsin and tan per vertex.
     sin_xi = np.clip(_q(np.sin(lat)) / _Q_POLE, -1, 1)
@@ -103,24 +102,45 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     # The "edge" from a ring's last point (which repeats its first) to the next ring's first
     # counts for nothing.
     excess[ring_of[1:] != ring_of[:-1]] = 0.0
-    ring_area = np.abs(np.bincount(ring_of[:-1], weights=excess, minlength=rings.size))
-    # The first ring of each polygon is its exterior; the others are holes.
-    starts = np.r_[0, np.cumsum(shapely.get_num_interior_rings(polys) + 1)[:-1]]
-    sign = -np.ones(rings.size)
-    sign[starts] = 1
-    poly_area = np.bincount(ring_poly, weights=sign * ring_area, minlength=polys.size)
-    out[live] = np.bincount(poly_geom, weights=poly_area, minlength=live.size)
+    ring_area = np.abs(np.bincount(ring_of[:-1], weights=excess, minlength=ring_geom.size))
+    out[live] = np.bincount(ring_geom, weights=ring_sign * ring_area, minlength=live.size)
     out[live] *= _AUTHALIC_R2_M2 / 1e6
 
     # Where that can miss by more than MAX_FAST_ERROR of the area, the exact path decides.
-    cubes = np.bincount(ring_of[:-1], weights=cube, minlength=rings.size)
-    cubes = np.bincount(poly_geom[ring_poly], weights=cubes, minlength=live.size)
+    cubes = np.bincount(ring_of[:-1], weights=cube, minlength=ring_geom.size)
+    cubes = np.bincount(ring_geom, weights=cubes, minlength=live.size)
     bound_km2 = _ERROR_PER_CUBE_KM2 * cubes
     long_geom = bound_km2 > MAX_FAST_ERROR * out[live]
     exact = live[long_geom]
     if exact.size:
         out[exact] = _exact_m2(arr[exact]) / 1e6
     return out
+
+
+def _rings(
+    arr: npt.NDArray[np.object_],
+) -> tuple[FloatArray, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
+    """Every ring's vertices (degrees) and ring number; each ring's geometry and sign (+1 an
+    exterior, -1 a hole). Non-empty (Multi)Polygons only."""
+    # A polygon without holes is its one ring: its coordinates are read without making a
+    # geometry per part and per ring (clones, and garbage to collect; most overlaps are such).
+    plain = (shapely.get_type_id(arr) == 3) & (shapely.get_num_interior_rings(arr) == 0)
+    simple = np.flatnonzero(plain)
+    xy_simple, ring_simple = shapely.get_coordinates(arr[simple], return_index=True)
+    others = np.flatnonzero(~plain)
+    polys, poly_geom = shapely.get_parts(arr[others], return_index=True)
+    rings, ring_poly = shapely.get_rings(polys, return_index=True)
+    xy_other, ring_other = shapely.get_coordinates(rings, return_index=True)
+    # The first ring of each polygon is its exterior; the others are holes.
+    starts = np.r_[0, np.cumsum(shapely.get_num_interior_rings(polys) + 1)[:-1]]
+    sign = -np.ones(rings.size)
+    sign[starts[: polys.size]] = 1
+    return (
+        np.concatenate([xy_simple, xy_other]),
+        np.concatenate([ring_simple, ring_other + simple.size]),
+        np.concatenate([simple, others[poly_geom[ring_poly]]]),
+        np.concatenate([np.ones(simple.size), sign]),
+    )
 
 
 def _split_long_edges(
