@@ -180,7 +180,14 @@ def answer(
         tag = _etag(entry.layer_id, entry.version, counts.version, options)
     body: bytes = cache.get_or_make(
         ("coverage", tag),
-        lambda: coverage_map(session, cache=cache, entry=entry, options=options, stats=counts),
+        lambda: coverage_map(
+            session,
+            cache=cache,
+            entry=entry,
+            options=options,
+            stats=counts,
+            assigned_at=layer.assigned_at,
+        ),
     )
     return Answer(200, body, tag)
 
@@ -200,8 +207,13 @@ def coverage_map(
     entry: LayerIndex,
     options: CoverageOptions,
     stats: Stats | None = None,
+    assigned_at: datetime | None = None,
 ) -> bytes:
-    """The coverage map as GeoJSON bytes (a FeatureCollection, lon/lat degrees)."""
+    """The coverage map as GeoJSON bytes (a FeatureCollection, lon/lat degrees).
+
+    Customer counts and values are of the layer's stored assignments; ``assigned_at`` (when
+    the layer was last bulk-assigned, None if never: every count is then 0) says so.
+    """
     territories = entry.index.territories
     if stats is None:
         count, value = repo.territory_stats(
@@ -228,6 +240,7 @@ def coverage_map(
             "customer_count": total_n,
             "customer_value": round(total_value, 2),
             "area_km2": round(float(territories.area_m2.sum()) / 1e6, 3),
+            "assigned_at": _iso(assigned_at),
         },
         "features": features,
     }
@@ -302,9 +315,18 @@ METRICS = ("customer_count", "customer_value", "area_km2")
 
 
 def balance_report(
-    session: Session, *, cache: LruCache, entry: LayerIndex, tolerance_m: float
+    session: Session,
+    *,
+    cache: LruCache,
+    entry: LayerIndex,
+    tolerance_m: float,
+    assigned_at: datetime | None,
 ) -> bytes:
-    """Balance of the layer as GeoJSON: each territory's metrics and the spread of each."""
+    """Balance of the layer as GeoJSON: each territory's metrics and the spread of each.
+
+    Customer counts and values are of the stored assignments, as of ``assigned_at`` (None:
+    the layer was never assigned, and has none).
+    """
     territories = entry.index.territories
     count, value = repo.territory_stats(
         session, layer_id=entry.layer_id, territory_ids=territories.ids
@@ -332,10 +354,15 @@ def balance_report(
     body = {
         "type": "FeatureCollection",
         "layer": entry.layer,
+        "assigned_at": _iso(assigned_at),
         "balance": {name: _spread_json(entry, s) for name, s in spreads.items()},
         "features": features,
     }
     return orjson.dumps(body)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _spread_json(entry: LayerIndex, s: Spread) -> dict[str, Any]:

@@ -411,14 +411,28 @@ class CoverageFeaturePublic(BaseModel):
     )
 
 
+_ASSIGNED_AT = (
+    "When the layer was last bulk-assigned; null: never, and every customer count is 0 "
+    "(POST /layers/{layer}/assign)"
+)
+
+
+class CoverageSummaryPublic(BaseModel):
+    """The whole layer's totals (whatever the bbox)."""
+
+    territories: int
+    customer_count: int
+    customer_value: float
+    area_km2: float
+    assigned_at: datetime | None = Field(description=_ASSIGNED_AT)
+
+
 class CoveragePublic(BaseModel):
     """A layer's coverage map: its territories (and customers) with stats and colours."""
 
     type: Literal["FeatureCollection"]
     layer: str
-    summary: dict[str, float] = Field(
-        description="territories, customer_count, customer_value and area_km2 of the layer"
-    )
+    summary: CoverageSummaryPublic
     features: list[CoverageFeaturePublic]
 
 
@@ -447,6 +461,7 @@ class BalancePublic(BaseModel):
 
     type: Literal["FeatureCollection"]
     layer: str
+    assigned_at: datetime | None = Field(description=_ASSIGNED_AT)
     balance: dict[str, SpreadPublic] = Field(
         description="customer_count, customer_value and area_km2"
     )

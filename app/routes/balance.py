@@ -37,11 +37,15 @@ def layer_balance(
     """Balance of the layer: each territory's customers, value and area (km²) against the mean.
 
     Per metric: the mean, coefficient of variation, Gini index, max/min ratio, and the
-    territories farthest above and below the mean.
+    territories farthest above and below the mean. Customers are counted as assigned:
+    ``assigned_at`` null means the layer was never assigned (POST /layers/{layer}/assign;
+    territory and customer changes keep an assigned layer up to date).
     """
     target = layers.get_by_name(session, name=layer)
     entry = registry.current(target)
     cache: LruCache = request.app.state.cache
     tolerance = tolerance_for_zoom(zoom) if zoom is not None else 0.0
-    body = balance_report(session, cache=cache, entry=entry, tolerance_m=tolerance)
+    body = balance_report(
+        session, cache=cache, entry=entry, tolerance_m=tolerance, assigned_at=target.assigned_at
+    )
     return Response(body, media_type=GEOJSON)

@@ -53,6 +53,9 @@ def layer_coverage(
     ``color`` (0-5) differs between territories that touch. ``zoom`` or ``tolerance_m``
     simplify the shapes together, so neighbours keep one shared border. The ETag changes
     exactly when the layer or its assignments change; a matching If-None-Match gets 304.
+    Customers are counted as assigned: ``summary.assigned_at`` null means the layer was never
+    assigned (POST /layers/{layer}/assign; territory and customer changes keep an assigned
+    layer up to date).
     """
     if zoom is not None and tolerance_m is not None:
         raise InputError("give zoom or tolerance_m, not both", field="zoom")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pytest
 import shapely
@@ -439,3 +441,24 @@ def test_simplified_map_covers_the_layer_without_gaps(
     assert _holes_km2(union) == pytest.approx(0, abs=1e-6)  # no gap between neighbours
     area = geodesic_area_km2([union])[0]
     assert area == pytest.approx(reference.area, rel=AREA_KEPT[min(zoom, 6)])
+
+
+def test_a_layer_never_assigned_says_so(client: TestClient, session: Session) -> None:
+    customers.upsert(session, batch=demo.generate(500, seed=22))
+    session.commit()
+    client.post("/layers", json={"name": LAYER})
+    client.post(f"/layers/{LAYER}/territories", json={"name": "CA", "states": ["CA"]})
+    # Customers are counted as assigned: none yet, and the map says why its counts are 0.
+    for url in (f"/layers/{LAYER}/coverage", f"/layers/{LAYER}/balance"):
+        body = client.get(url).json()
+        assert (body.get("summary") or body)["assigned_at"] is None, url
+    summary = client.get(f"/layers/{LAYER}/coverage").json()["summary"]
+    assert summary["customer_count"] == 0
+    assert client.post(f"/layers/{LAYER}/assign").status_code == 200
+    stamp = session.scalar(text("SELECT assigned_at FROM layers WHERE name = :n"), {"n": LAYER})
+    session.rollback()
+    summary = client.get(f"/layers/{LAYER}/coverage").json()["summary"]
+    assert datetime.fromisoformat(summary["assigned_at"]) == stamp
+    assert summary["customer_count"] == sum(n for n, _ in _truth(session).values()) > 0
+    balance = client.get(f"/layers/{LAYER}/balance").json()
+    assert datetime.fromisoformat(balance["assigned_at"]) == stamp
