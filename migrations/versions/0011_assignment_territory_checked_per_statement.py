@@ -33,7 +33,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The message names the old key: what it protected is the same, and so is the error class.
-_CHECK = """
+# (Both checks below refuse alike: ``missing`` is the first row naming a missing territory.)
+_REFUSE = """\
+        RAISE EXCEPTION 'fk_assignments_territory_layer: territory % is not in layer %',
+            missing.territory_id, missing.layer_id
+            USING ERRCODE = 'foreign_key_violation',
+                  CONSTRAINT = 'fk_assignments_territory_layer',
+                  TABLE = 'assignments';"""
+
+_CHECK = f"""
 CREATE FUNCTION assignments_territory_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     missing record;
@@ -47,18 +55,14 @@ BEGIN
     )
     LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'fk_assignments_territory_layer: territory % is not in layer %',
-            missing.territory_id, missing.layer_id
-            USING ERRCODE = 'foreign_key_violation',
-                  CONSTRAINT = 'fk_assignments_territory_layer',
-                  TABLE = 'assignments';
+{_REFUSE}
     END IF;
     RETURN NULL;
 END
 $$
 """
 
-_CHECK_TABLE = """
+_CHECK_TABLE = f"""
 CREATE FUNCTION assignments_check_territories(rows regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -71,11 +75,7 @@ BEGIN
         rows
     ) INTO missing;
     IF missing.territory_id IS NOT NULL THEN
-        RAISE EXCEPTION 'fk_assignments_territory_layer: territory % is not in layer %',
-            missing.territory_id, missing.layer_id
-            USING ERRCODE = 'foreign_key_violation',
-                  CONSTRAINT = 'fk_assignments_territory_layer',
-                  TABLE = 'assignments';
+{_REFUSE}
     END IF;
 END
 $$
