@@ -148,16 +148,26 @@ def _probe(session: Session) -> tuple[int, int, int, int]:
     return int(customer), found.layer, found.own, found.other
 
 
+def _assign(
+    session: Session, *, layer: int, customer: int, territory: int, table: str = "assignments"
+) -> None:
+    """One geographic assignment row written straight to ``table``."""
+    session.execute(
+        text(
+            f"INSERT INTO {table} (layer_id, customer_id, territory_id, rule) "
+            "VALUES (:l, :c, :t, 'only')"
+        ),
+        {"l": layer, "c": customer, "t": territory},
+    )
+
+
 def test_a_partition_swapped_in_whole_is_checked_first(session: Session) -> None:
     # A bulk assignment attaches a table no trigger saw: the check function reads it first.
     customer, layer, own, other = _probe(session)
     session.execute(text("CREATE TEMP TABLE swap (LIKE assignments INCLUDING DEFAULTS)"))
-    insert = (
-        "INSERT INTO swap (layer_id, customer_id, territory_id, rule) VALUES (:l, :c, :t, 'only')"
-    )
-    session.execute(text(insert), {"l": layer, "c": customer, "t": own})
+    _assign(session, layer=layer, customer=customer, territory=own, table="swap")
     session.execute(text("SELECT assignments_check_territories('swap'::regclass)"))  # fine
-    session.execute(text(insert), {"l": layer, "c": customer + 1, "t": other})
+    _assign(session, layer=layer, customer=customer + 1, territory=other, table="swap")
     with pytest.raises(IntegrityError, match=f"territory {other} is not in layer {layer}"):
         session.execute(text("SELECT assignments_check_territories('swap'::regclass)"))
     session.rollback()
@@ -165,13 +175,7 @@ def test_a_partition_swapped_in_whole_is_checked_first(session: Session) -> None
 
 def test_a_named_territory_keeps_its_id_and_layer(session: Session) -> None:
     customer, layer, own, other = _probe(session)
-    session.execute(
-        text(
-            "INSERT INTO assignments (layer_id, customer_id, territory_id, rule) "
-            "VALUES (:l, :c, :t, 'only')"
-        ),
-        {"l": layer, "c": customer, "t": own},
-    )
+    _assign(session, layer=layer, customer=customer, territory=own)
     session.execute(text("UPDATE territories SET name = name WHERE id = :t"), {"t": own})
     with (
         pytest.raises(IntegrityError, match=f"assignments name territory {own}"),
@@ -188,13 +192,7 @@ def test_a_territory_named_by_an_open_write_cannot_be_deleted_under_it(engine: E
     # a delete of one waits for the writer, whose rows it then deletes too (no orphan).
     with Session(engine) as writer, Session(engine) as deleter:
         customer, layer, own, _ = _probe(writer)
-        writer.execute(
-            text(
-                "INSERT INTO assignments (layer_id, customer_id, territory_id, rule) "
-                "VALUES (:l, :c, :t, 'only')"
-            ),
-            {"l": layer, "c": customer, "t": own},
-        )
+        _assign(writer, layer=layer, customer=customer, territory=own)
         deleter.execute(text("SET LOCAL lock_timeout = '300ms'"))
         with pytest.raises(OperationalError, match="lock timeout"):
             deleter.execute(text("DELETE FROM territories WHERE id = :t"), {"t": own})
