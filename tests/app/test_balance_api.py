@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import shapely
+import shapely.geometry
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -67,6 +69,23 @@ def test_balance_matches_sql(layer: TestClient, session: Session) -> None:
 
 def test_unknown_layer(layer: TestClient) -> None:
     assert layer.get("/layers/nope/balance").status_code == 404
+
+
+def test_zoom_simplifies_the_shapes_not_the_measures(layer: TestClient) -> None:
+    full = layer.get(f"/layers/{LAYER}/balance").json()
+    coarse = layer.get(f"/layers/{LAYER}/balance", params={"zoom": 3}).json()
+    # The same measures (areas are the territories', not the drawn shapes')...
+    assert coarse["balance"] == full["balance"]
+    assert [f["properties"] for f in coarse["features"]] == [
+        f["properties"] for f in full["features"]
+    ]
+    # ...on shapes simplified for zoom 3 (a pixel is ~20 km there): valid, far fewer points.
+    drawn = [shapely.geometry.shape(f["geometry"]) for f in coarse["features"]]
+    exact = [shapely.geometry.shape(f["geometry"]) for f in full["features"]]
+    assert all(shapely.is_valid(drawn))
+    assert shapely.get_num_coordinates(drawn).sum() < shapely.get_num_coordinates(exact).sum() / 4
+    bad = layer.get(f"/layers/{LAYER}/balance", params={"zoom": 23})
+    assert bad.status_code == 422 and "zoom" in bad.text
 
 
 # Each territory of a layer with its measures, from the tables: customers counted and valued
