@@ -207,7 +207,7 @@ def coverage_map(
     entry: LayerIndex,
     options: CoverageOptions,
     stats: Stats | None = None,
-    assigned_at: datetime | None = None,
+    assigned_at: datetime | None,
 ) -> bytes:
     """The coverage map as GeoJSON bytes (a FeatureCollection, lon/lat degrees).
 
