@@ -14,14 +14,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 territory
 WORKDIR /srv/territory
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml setup.py README.md alembic.ini ./
+COPY third_party ./third_party
 COPY app ./app
 COPY spatial ./spatial
 COPY migrations ./migrations
 COPY data ./data
 COPY --from=assets /assets/node_modules ./node_modules
-# Editable: migrations/, alembic.ini and data/ are found next to the code.
-RUN pip install -e . && chown -R territory /srv/territory
+# Editable: migrations/, alembic.ini and data/ are found next to the code. g++ builds the one
+# compiled part (spatial/_clipper, Clipper2) and leaves with its build.
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && pip install -e . \
+    && apt-get purge -y --auto-remove g++ && rm -rf /var/lib/apt/lists/* \
+    && chown -R territory /srv/territory
 
 USER territory
 EXPOSE 8000

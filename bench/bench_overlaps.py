@@ -7,9 +7,9 @@ or ``--database``; dropped and re-created at the start, dropped at the end) and 
 overlapping pair:
 
 1. ours, engine alone: ``spatial.overlap.find_overlaps`` on the geometries in memory (pairs,
-   overlap geometries, geodesic areas, percentages), with its thread pool (``--threads``,
-   ``os.cpu_count()`` by default, as the service runs it) and again with one thread, the
-   garbage collector tuned as in a service worker (``app.factory.tune_gc``);
+   overlap geometries by Clipper2, geodesic areas, percentages), with its thread pool
+   (``--threads``, ``os.cpu_count()`` by default, as the service runs it) and again with one
+   thread, the garbage collector tuned as in a service worker (``app.factory.tune_gc``);
 2. ours, from the database: the layer's territories read (``assignments.engine_input``),
    parsed from WKB, then the engine;
 3. ours, served: ``GET /layers/{layer}/overlaps`` through a TestClient on the app (started
@@ -369,8 +369,8 @@ def report(bench: Bench, args: argparse.Namespace, context: dict[str, Any]) -> i
         f"target: ours >= 5x faster than PostGIS: {postgis / ours:.2f}x, {target}",
         f"one process each (ours threads=1, PostGIS without parallel workers): {serial:.2f}x",
         f"x ours = seconds / ours engine seconds (> 1: slower than ours); median of "
-        f"{args.repeat} run(s) each; ours runs its overlays in a thread pool (shapely releases "
-        "the GIL inside GEOS), PostGIS its plan's parallel workers",
+        f"{args.repeat} run(s) each; ours runs its intersections (Clipper2, spatial.clip) in a "
+        "thread pool (the library runs without the GIL), PostGIS its plan's parallel workers",
         f"load average at start {context['load_start']}, at end {_loadavg()} "
         f"({os.cpu_count()} cores, shared with other people's processes)",
         f"shapely {shapely.__version__} (GEOS {shapely.geos_version_string}), "

@@ -65,11 +65,15 @@ setup_system() {
 
 setup_python() {
   local stamp="$VENV/.installed" want
-  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/territory" ]; then
+  # The compiled part (spatial/_clipper: Clipper2) is rebuilt when its sources change too.
+  want=$(cat pyproject.toml setup.py spatial/_clipper.cpp third_party/clipper2/src/*.cpp \
+    third_party/clipper2/include/clipper2/*.h | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/territory" ] &&
+    compgen -G "spatial/_clipper*.so" >/dev/null; then
     return 0
   fi
   say "installing the project into $VENV"
+  command -v g++ >/dev/null || apt_install g++
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   local log="$VENV/pip.log"
   if ! { "$VENV/bin/python" -m pip install --upgrade pip &&

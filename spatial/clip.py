@@ -1,0 +1,136 @@
+"""Pairwise polygon intersections with Clipper2 (``spatial/_clipper.cpp``), batched.
+
+Why not GEOS: for two polygons of ~100 vertices, GEOS's OverlayNG costs ~30 µs (a topology
+graph per pair, floating-point noding with validation and fallbacks); Clipper2's Vatti sweep
+on integer coordinates, after cutting both to the pair's common box, ~12 µs, and exact. The
+overlaps of 5,000 drawn territories (32,000 candidate pairs) went from ~1.2 to ~0.4 CPU-s.
+
+Coordinates are snapped to a grid of 1e-9 degree (~0.1 mm on the ground) for the computation:
+a vertex moves by at most half of that, and every vertex of an answer lies on the grid (a
+crossing of two edges is rounded to it). A decimal grid, so that a coordinate given with up
+to 9 decimals (GeoJSON as people write it) comes back as exactly the same number. Shared
+borders stay shared: equal input vertices snap to equal grid points. The batch runs without
+the GIL, so threads split it.
+
+The shared library is built with the package (``setup.py``; ``./scripts/test`` and
+``./scripts/run`` install it); ``spatial.errors.SpatialError`` says so when it is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+import shapely
+
+from spatial.errors import SpatialError
+
+IntArray = npt.NDArray[np.int64]
+GeomArray = npt.NDArray[np.object_]
+
+GRID = 1e9  # grid points per degree
+MAX_DEG = 1e6  # largest coordinate taken (degrees): far inside the library's ±2.3e18 / GRID
+_I64P = ctypes.POINTER(ctypes.c_int64)
+
+
+class Rings:
+    """Polygons as rings on the grid, as the library reads them (closing vertices dropped)."""
+
+    def __init__(self, geoms: GeomArray) -> None:
+        """Rings of each (Multi)Polygon of ``geoms`` (empty ones have none)."""
+        parts, part_geom = shapely.get_parts(geoms, return_index=True)
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        xy, vertex_ring = shapely.get_coordinates(rings, return_index=True)
+        # Each ring's last vertex repeats its first: dropped.
+        last = np.append(vertex_ring[1:] != vertex_ring[:-1], True)[: vertex_ring.size]
+        xy, vertex_ring = xy[~last], vertex_ring[~last]
+        if xy.size and not (np.isfinite(xy).all() and np.abs(xy).max() <= MAX_DEG):
+            # Far beyond any lon/lat, the grid's int64 would overflow (and NaN has no place).
+            raise SpatialError(f"coordinates must be finite degrees within ±{MAX_DEG:g}")
+        self.xy = np.ascontiguousarray(np.rint(xy * GRID), dtype=np.int64)
+        self.ring_start = np.searchsorted(vertex_ring, np.arange(rings.size + 1)).astype(np.int64)
+        ring_geom = part_geom[ring_part]
+        self.geom_ring_start = np.searchsorted(ring_geom, np.arange(geoms.size + 1)).astype(
+            np.int64
+        )
+
+
+def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArray:
+    """The intersection of geometry ``first[k]`` with ``second[k]`` (by position in ``rings``):
+    a Polygon, a MultiPolygon, or an empty Polygon where they share no area; lon/lat degrees,
+    exteriors counter-clockwise and holes clockwise (RFC 7946). Thread-safe, GIL released."""
+    lib = _library()
+    pairs = np.ascontiguousarray(np.c_[first, second], dtype=np.int64)
+    handle = lib.clipper_intersect_pairs(
+        _ptr(rings.xy), _ptr(rings.ring_start), _ptr(rings.geom_ring_start), _ptr(pairs),
+        pairs.shape[0],
+    )  # fmt: skip
+    if not handle:
+        raise MemoryError("Clipper2 ran out of memory")
+    try:
+        sizes = np.zeros(3, dtype=np.int64)
+        lib.clipper_batch_sizes(handle, _ptr(sizes))
+        vertices, n_rings, polygons = (int(s) for s in sizes)
+        xy = np.empty((vertices, 2), dtype=np.int64)
+        ring_start = np.empty(n_rings + 1, dtype=np.int64)
+        ring_polygon = np.empty(n_rings, dtype=np.int64)
+        polygon_pair = np.empty(polygons, dtype=np.int64)
+        lib.clipper_batch_copy(
+            handle, _ptr(xy), _ptr(ring_start), _ptr(ring_polygon), _ptr(polygon_pair)
+        )
+    finally:
+        lib.clipper_batch_free(handle)
+    return _assemble(xy / GRID, ring_start, ring_polygon, polygon_pair, first.size)
+
+
+def _assemble(
+    xy: npt.NDArray[np.float64],
+    ring_start: IntArray,
+    ring_polygon: IntArray,
+    polygon_pair: IntArray,
+    n_pairs: int,
+) -> GeomArray:
+    """Shapely geometries from the library's rings: one per pair, vectorised."""
+    out = np.empty(n_pairs, dtype=object)
+    out[:] = [shapely.Polygon()] * n_pairs
+    if not polygon_pair.size:
+        return out
+    vertex_ring = np.repeat(np.arange(ring_polygon.size), np.diff(ring_start))
+    rings = shapely.linearrings(xy, indices=vertex_ring)  # closed by shapely
+    # Each polygon's first ring is its exterior (the library writes it first).
+    polys = shapely.polygons(rings, indices=ring_polygon)
+    count = np.bincount(polygon_pair, minlength=n_pairs)
+    one = count[polygon_pair] == 1
+    out[polygon_pair[one]] = polys[one]
+    many = ~one
+    if many.any():
+        pairs = np.unique(polygon_pair[many])
+        multi = shapely.multipolygons(
+            polys[many], indices=np.searchsorted(pairs, polygon_pair[many])
+        )
+        out[pairs] = multi
+    return out
+
+
+def _ptr(arr: npt.NDArray[np.int64]) -> ctypes._Pointer[ctypes.c_int64]:
+    return arr.ctypes.data_as(_I64P)
+
+
+@cache
+def _library() -> ctypes.CDLL:
+    """The compiled library, loaded once per process."""
+    spec = importlib.util.find_spec("spatial._clipper")
+    if spec is None or spec.origin is None:
+        raise SpatialError(
+            "spatial/_clipper is not built: run ./scripts/test (or pip install -e .) to build it"
+        )
+    lib = ctypes.CDLL(spec.origin)
+    lib.clipper_intersect_pairs.restype = ctypes.c_void_p
+    lib.clipper_intersect_pairs.argtypes = [_I64P, _I64P, _I64P, _I64P, ctypes.c_int64]
+    lib.clipper_batch_sizes.argtypes = [ctypes.c_void_p, _I64P]
+    lib.clipper_batch_copy.argtypes = [ctypes.c_void_p, _I64P, _I64P, _I64P, _I64P]
+    lib.clipper_batch_free.argtypes = [ctypes.c_void_p]
+    return lib

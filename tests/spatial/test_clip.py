@@ -1,0 +1,102 @@
+"""Clipper2 intersections (spatial.clip) against GEOS's, on the canonical shapes and at random."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from shapely.geometry import shape
+
+from bench.bench_overlaps import random_territories
+from spatial.clip import GRID, Rings, intersect_pairs
+from spatial.errors import SpatialError
+from tests import canonical
+
+HOLE, MULTI = shape(canonical.WITH_HOLE), shape(canonical.MULTI)
+LEFT, RIGHT = shape(canonical.LEFT_OF_BORDER), shape(canonical.RIGHT_OF_BORDER)
+ANTIMERIDIAN = shape(canonical.ANTIMERIDIAN)
+
+
+def _intersect(pairs: list[tuple[shapely.Geometry, shapely.Geometry]]) -> np.ndarray:
+    geoms = np.array([g for pair in pairs for g in pair], dtype=object)
+    k = np.arange(len(pairs), dtype=np.int64)
+    return intersect_pairs(Rings(geoms), 2 * k, 2 * k + 1)
+
+
+def test_the_canonical_shapes_by_hand() -> None:
+    box = shapely.box
+    found = _intersect(
+        [
+            (LEFT, RIGHT),  # a shared border only: nothing
+            (box(31, 1, 32, 2), RIGHT),  # a corner only: nothing
+            (HOLE, box(11.5, 11.5, 12.5, 12.5)),  # inside the hole: nothing
+            (HOLE, box(9, 9, 12, 12)),  # across the hole's corner: an L
+            (MULTI, box(20.5, 0.25, 22.5, 0.75)),  # both parts: a MultiPolygon
+            (HOLE, box(10, 10, 14, 14)),  # the hole's box: the shape with its hole
+            (ANTIMERIDIAN, box(179.5, 51, 180, 52)),  # the part west of 180° only
+            (box(0, 0, 1, 1), box(0, 0, 1, 1)),  # identical: itself
+        ]
+    )
+    assert shapely.is_empty(found[:3]).all()
+    assert found[3].equals(box(10, 10, 12, 12).difference(box(11, 11, 12, 12)))
+    assert found[4].geom_type == "MultiPolygon"
+    assert found[4].equals(shapely.union(box(20.5, 0.25, 21, 0.75), box(22, 0.25, 22.5, 0.75)))
+    assert found[5].equals(HOLE) and len(found[5].interiors) == 1
+    assert found[6].equals(box(179.5, 51, 180, 52))
+    assert found[7].equals(box(0, 0, 1, 1))
+
+
+def test_an_island_in_a_hole_is_a_polygon_of_its_own() -> None:
+    # A 4x4 square with a 2x2 hole holding a 1x1 island, against a box over all of it.
+    frame = shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (1, 3), (3, 3), (3, 1)]])
+    shapes = shapely.MultiPolygon([frame, shapely.box(1.5, 1.5, 2.5, 2.5)])
+    (found,) = _intersect([(shapes, shapely.box(-1, -1, 5, 5))])
+    assert found.geom_type == "MultiPolygon" and len(found.geoms) == 2
+    assert found.equals(shapes)
+
+
+def test_exteriors_counter_clockwise_holes_clockwise_decimals_kept() -> None:
+    # A clockwise square with 0.1-steps: RFC 7946 orientation, and every coordinate the very
+    # number given (a decimal grid: 0.3 comes back as 0.3, not 0.30000000004).
+    cw = shapely.Polygon([(0.1, 0.1), (0.1, 0.7), (0.7, 0.7), (0.7, 0.1)])
+    (found,) = _intersect([(cw, shapely.box(0.3, 0.3, 1.0, 1.0))])
+    assert shapely.is_ccw(found.exterior)
+    assert sorted(set(shapely.get_coordinates(found).ravel().tolist())) == [0.3, 0.7]
+    (holed,) = _intersect([(HOLE, shapely.box(0, 0, 20, 20))])
+    assert shapely.is_ccw(holed.exterior) and not shapely.is_ccw(holed.interiors[0])
+
+
+def test_random_territories_agree_with_geos() -> None:
+    """Every pair of 1,000 random territories (holes, two-part ones) whose boxes meet: the same
+    pairs with area, the same shapes up to the 1e-9-degree grid, all valid."""
+    geoms = random_territories(1000, seed=21)
+    left, right = shapely.STRtree(geoms).query(geoms)
+    first, second = left[left < right], right[left < right]
+    ours = intersect_pairs(Rings(geoms), first, second)
+    theirs = shapely.intersection(geoms[first], geoms[second])
+    assert shapely.is_valid(ours).all()
+    has_area = shapely.area(theirs) > 0
+    assert (shapely.area(ours) > 0).tolist() == has_area.tolist()
+    assert has_area.sum() > 600
+    # What differs is within a grid step of the boundary: a band 1e-9 wide.
+    band = shapely.length(theirs) / GRID
+    assert (shapely.area(shapely.symmetric_difference(ours, theirs)) <= band).all()
+    assert (np.abs(shapely.area(ours) - shapely.area(theirs)) <= band).all()
+
+
+def test_no_pairs_and_empty_shapes() -> None:
+    geoms = np.array([shapely.Polygon(), shapely.box(0, 0, 1, 1)], dtype=object)
+    rings = Rings(geoms)
+    assert intersect_pairs(rings, np.array([], np.int64), np.array([], np.int64)).size == 0
+    (found,) = intersect_pairs(rings, np.array([0]), np.array([1]))
+    assert found.is_empty and found.geom_type == "Polygon"
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # shapely, making the NaN one
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e7])
+def test_coordinates_that_are_no_degrees_are_refused(bad: float) -> None:
+    # NaN and infinity cannot be put on the grid, 1e7 degrees would overflow it.
+    ring = shapely.Polygon([(0, 0), (1, 0), (1, 1)])
+    wild = shapely.Polygon([(0, 0), (bad, 0), (1, 1)])
+    with pytest.raises(SpatialError, match="finite degrees"):
+        Rings(np.array([ring, wild], dtype=object))
