@@ -16,7 +16,7 @@ How, and why:
   for floating point. The answer is always polygonal (a touch along a border or at a point
   leaves nothing), exteriors counter-clockwise.
 * The intersections run in a thread pool by slices of pairs (the library releases the GIL),
-  their geodesic areas too (NumPy releases it in its loops); 2 cores: ~1.7x.
+  their geodesic areas too (NumPy releases it in its loops); 2 cores: ~1.6x.
 * Areas are geodesic (WGS 84) in km², as PostGIS ``ST_Area(geom::geography)`` gives them; see
   ``spatial.measure.geodesic_area_km2`` for how they are computed fast.
 
