@@ -70,14 +70,24 @@ extern "C" {
 // memory. Each geometry is cut to the pair's common box first (a cheap linear pass), so the
 // sweep sees only the edges that can meet.
 void* clipper_intersect_pairs(const int64_t* xy, const int64_t* ring_start,
-                              const int64_t* geom_ring_start, const int64_t* pairs,
-                              int64_t n_pairs) {
+                              const int64_t* geom_ring_start, int64_t n_geoms,
+                              const int64_t* pairs, int64_t n_pairs) {
   Batch* batch = new (std::nothrow) Batch();
   if (batch == nullptr) return nullptr;
   try {
+    // Each geometry is read once per batch, however many pairs it is in (~10 here).
+    std::vector<Paths64> geoms(static_cast<size_t>(n_geoms));
+    std::vector<bool> read(static_cast<size_t>(n_geoms), false);
+    auto geom = [&](int64_t g) -> const Paths64& {
+      if (!read[g]) {
+        geoms[g] = read_geom(xy, ring_start, geom_ring_start, g);
+        read[g] = true;
+      }
+      return geoms[g];
+    };
     for (int64_t k = 0; k < n_pairs; ++k) {
-      const Paths64 a = read_geom(xy, ring_start, geom_ring_start, pairs[2 * k]);
-      const Paths64 b = read_geom(xy, ring_start, geom_ring_start, pairs[2 * k + 1]);
+      const Paths64& a = geom(pairs[2 * k]);
+      const Paths64& b = geom(pairs[2 * k + 1]);
       const Rect64 ra = GetBounds(a), rb = GetBounds(b);
       const Rect64 box(std::max(ra.left, rb.left), std::max(ra.top, rb.top),
                        std::min(ra.right, rb.right), std::min(ra.bottom, rb.bottom));

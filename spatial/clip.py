@@ -65,8 +65,8 @@ def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArra
     lib = _library()
     pairs = np.ascontiguousarray(np.c_[first, second], dtype=np.int64)
     handle = lib.clipper_intersect_pairs(
-        _ptr(rings.xy), _ptr(rings.ring_start), _ptr(rings.geom_ring_start), _ptr(pairs),
-        pairs.shape[0],
+        _ptr(rings.xy), _ptr(rings.ring_start), _ptr(rings.geom_ring_start),
+        rings.geom_ring_start.size - 1, _ptr(pairs), pairs.shape[0],
     )  # fmt: skip
     if not handle:
         raise MemoryError("Clipper2 ran out of memory")
@@ -129,7 +129,9 @@ def _library() -> ctypes.CDLL:
         )
     lib = ctypes.CDLL(spec.origin)
     lib.clipper_intersect_pairs.restype = ctypes.c_void_p
-    lib.clipper_intersect_pairs.argtypes = [_I64P, _I64P, _I64P, _I64P, ctypes.c_int64]
+    lib.clipper_intersect_pairs.argtypes = [
+        _I64P, _I64P, _I64P, ctypes.c_int64, _I64P, ctypes.c_int64,
+    ]  # fmt: skip
     lib.clipper_batch_sizes.argtypes = [ctypes.c_void_p, _I64P]
     lib.clipper_batch_copy.argtypes = [ctypes.c_void_p, _I64P, _I64P, _I64P, _I64P]
     lib.clipper_batch_free.argtypes = [ctypes.c_void_p]
