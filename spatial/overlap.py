@@ -98,11 +98,12 @@ def find_overlaps(
         raise SpatialError("threads must be >= 1", field="threads")
     with ThreadPoolExecutor(workers) as executor:
         pool = _Pool(executor, workers)
-        # The territories' own areas (for the percentages) and rings meanwhile, in the pool.
+        # The territories' own areas (for the percentages) meanwhile, in the pool.
         own_km2 = executor.submit(geodesic_area_km2, geom_arr) if areas_km2 is None else None
-        rings = executor.submit(Rings, geom_arr)
         first, second = _box_pairs(geom_arr, among)
-        overlap, area = _overlaps(rings.result(), first, second, pool)
+        # Only the territories in a pair go onto the grid (with ``among``, a few of many).
+        used, at = np.unique(np.r_[first, second], return_inverse=True)
+        overlap, area = _overlaps(Rings(geom_arr[used]), at[: first.size], at[first.size :], pool)
         own = (
             own_km2.result()
             if own_km2 is not None
