@@ -67,7 +67,7 @@ void add_polygons(Batch& batch, const PolyPath64& outer, int64_t pair) {
 extern "C" {
 
 // The intersection of geometries pairs[2k] and pairs[2k + 1] for each k; nullptr when out of
-// memory. Each geometry is cut to the pair's common box first (a cheap linear pass), so the
+// memory or when Clipper2 throws (no exception may cross the C ABI). Each geometry is cut to the pair's common box first (a cheap linear pass), so the
 // sweep sees only the edges that can meet.
 void* clipper_intersect_pairs(const int64_t* xy, const int64_t* ring_start,
                               const int64_t* geom_ring_start, int64_t n_geoms,
@@ -101,7 +101,7 @@ void* clipper_intersect_pairs(const int64_t* xy, const int64_t* ring_start,
       if (!clipper.Execute(ClipType::Intersection, FillRule::EvenOdd, tree)) continue;
       for (const auto& outer : tree) add_polygons(*batch, *outer, k);
     }
-  } catch (const std::bad_alloc&) {
+  } catch (...) {
     delete batch;
     return nullptr;
   }

@@ -64,12 +64,16 @@ def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArra
     exteriors counter-clockwise and holes clockwise (RFC 7946). Thread-safe, GIL released."""
     lib = _library()
     pairs = np.ascontiguousarray(np.c_[first, second], dtype=np.int64)
+    n_geoms = rings.geom_ring_start.size - 1
+    if pairs.size and not (pairs.min() >= 0 and pairs.max() < n_geoms):
+        # The library reads whatever memory a position points to: never a wrong one.
+        raise SpatialError(f"pair positions must be within 0..{n_geoms - 1}")
     handle = lib.clipper_intersect_pairs(
         _ptr(rings.xy), _ptr(rings.ring_start), _ptr(rings.geom_ring_start),
-        rings.geom_ring_start.size - 1, _ptr(pairs), pairs.shape[0],
+        n_geoms, _ptr(pairs), pairs.shape[0],
     )  # fmt: skip
     if not handle:
-        raise MemoryError("Clipper2 ran out of memory")
+        raise MemoryError("Clipper2 failed (out of memory) on the intersections")
     try:
         sizes = np.zeros(3, dtype=np.int64)
         lib.clipper_batch_sizes(handle, _ptr(sizes))

@@ -100,3 +100,10 @@ def test_coordinates_that_are_no_degrees_are_refused(bad: float) -> None:
     wild = shapely.Polygon([(0, 0), (bad, 0), (1, 1)])
     with pytest.raises(SpatialError, match="finite degrees"):
         Rings(np.array([ring, wild], dtype=object))
+
+
+def test_positions_outside_the_shapes_are_refused() -> None:
+    rings = Rings(np.array([shapely.box(0, 0, 1, 1), shapely.box(0, 0, 2, 2)], dtype=object))
+    for first, second in (([0], [2]), ([-1], [0])):
+        with pytest.raises(SpatialError, match=r"within 0\.\.1"):
+            intersect_pairs(rings, np.array(first), np.array(second))
