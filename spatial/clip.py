@@ -13,7 +13,7 @@ borders stay shared: equal input vertices snap to equal grid points. The batch r
 the GIL, so threads split it.
 
 The shared library is built with the package (``setup.py``; ``./scripts/test`` and
-``./scripts/run`` install it); ``spatial.errors.SpatialError`` says so when it is missing.
+``./scripts/run`` install it); a RuntimeError says so when it is missing.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArra
     n_geoms = rings.geom_ring_start.size - 1
     if pairs.size and not (pairs.min() >= 0 and pairs.max() < n_geoms):
         # The library reads whatever memory a position points to: never a wrong one.
-        raise SpatialError(f"pair positions must be within 0..{n_geoms - 1}")
+        raise IndexError(f"pair positions must be within 0..{n_geoms - 1}")
     handle = lib.clipper_intersect_pairs(
         _ptr(rings.xy), _ptr(rings.ring_start), _ptr(rings.geom_ring_start),
         n_geoms, _ptr(pairs), pairs.shape[0],
@@ -111,7 +111,7 @@ def _repaired(geoms: GeomArray) -> GeomArray:
     fixed = np.empty(bad.size, dtype=object)
     fixed[:] = [shapely.MultiPolygon()] * bad.size
     shapely.multipolygons(polys[keep], indices=owner[sub][keep], out=fixed)
-    geoms[bad] = fixed
+    geoms[bad] = shapely.orient_polygons(fixed, exterior_cw=False)  # as the others (RFC 7946)
     return geoms
 
 
@@ -153,7 +153,8 @@ def _library() -> ctypes.CDLL:
     """The compiled library, loaded once per process."""
     spec = importlib.util.find_spec("spatial._clipper")
     if spec is None or spec.origin is None:
-        raise SpatialError(
+        # An installation fault, not the caller's: a 500, never a client error.
+        raise RuntimeError(
             "spatial/_clipper is not built: run ./scripts/test (or pip install -e .) to build it"
         )
     lib = ctypes.CDLL(spec.origin)
