@@ -27,12 +27,12 @@ import numpy.typing as npt
 import shapely
 
 from spatial.errors import SpatialError
+from spatial.geometry import as_multipolygon
 
 IntArray = npt.NDArray[np.int64]
 GeomArray = npt.NDArray[np.object_]
 
 GRID = 1e9  # grid points per degree
-_POLYGON = 3  # shapely type id
 MAX_DEG = 1e6  # largest coordinate taken (degrees): far inside the library's ±2.3e18 / GRID
 _I64P = ctypes.POINTER(ctypes.c_int64)
 
@@ -101,17 +101,8 @@ def _repaired(geoms: GeomArray) -> GeomArray:
     shared and collinear edges do).
     """
     bad = np.flatnonzero(~shapely.is_valid(geoms))
-    if not bad.size:
-        return geoms
-    # Two levels of parts: make_valid may give a collection holding MultiPolygons (and lines
-    # where a spike collapsed, dropped: they have no area).
-    parts, owner = shapely.get_parts(shapely.make_valid(geoms[bad]), return_index=True)
-    polys, sub = shapely.get_parts(parts, return_index=True)
-    keep = shapely.get_type_id(polys) == _POLYGON
-    fixed = np.empty(bad.size, dtype=object)
-    fixed[:] = [shapely.MultiPolygon()] * bad.size
-    shapely.multipolygons(polys[keep], indices=owner[sub][keep], out=fixed)
-    geoms[bad] = shapely.orient_polygons(fixed, exterior_cw=False)  # as the others (RFC 7946)
+    if bad.size:  # few: one by one
+        geoms[bad] = [as_multipolygon(g) for g in shapely.make_valid(geoms[bad])]
     return geoms
 
 

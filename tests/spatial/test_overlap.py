@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -125,9 +126,14 @@ def test_threads_find_exactly_what_one_thread_finds(monkeypatch: pytest.MonkeyPa
     alone = find_overlaps(ids, geoms, threads=1)
     workers = set()
     real = overlap._overlay
+    # The first two slices wait for each other, so they run in two threads at once: without
+    # that, one thread may finish every slice before the other starts (~0.2 ms a slice).
+    both, calls = threading.Barrier(2, timeout=10), itertools.count()
 
     def spy(rings: Any, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         workers.add(threading.get_ident())
+        if next(calls) < 2:
+            both.wait()
         return real(rings, first, second)
 
     monkeypatch.setattr(overlap, "_overlay", spy)
