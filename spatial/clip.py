@@ -73,8 +73,8 @@ def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArra
         _ptr(rings.xy), _ptr(rings.ring_start), _ptr(rings.geom_ring_start),
         n_geoms, _ptr(pairs), pairs.shape[0],
     )  # fmt: skip
-    if not handle:
-        raise MemoryError("Clipper2 failed (out of memory) on the intersections")
+    if not handle:  # out of memory, or Clipper2 threw: a server fault either way
+        raise RuntimeError("Clipper2 failed on the intersections (out of memory?)")
     try:
         sizes = np.zeros(3, dtype=np.int64)
         lib.clipper_batch_sizes(handle, _ptr(sizes))
