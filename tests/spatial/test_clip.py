@@ -111,7 +111,10 @@ def test_positions_outside_the_shapes_are_refused() -> None:
             intersect_pairs(rings, np.array(first), np.array(second))
 
 
-def _shape(parts: list[tuple[int, int, int, int, int, int]]) -> shapely.Geometry:
+Corners = list[tuple[int, int, int, int, int, int]]
+
+
+def _shape(parts: Corners) -> shapely.Geometry:
     """The union of a few triangles and boxes with corners on a coarse grid: shared edges,
     vertices on edges, holes, parts touching at a corner; the cases where clippers go wrong."""
     pieces = []
@@ -128,7 +131,7 @@ _PARTS = st.lists(st.tuples(*[st.integers(0, 8)] * 6), min_size=1, max_size=4)
 
 @settings(max_examples=300, deadline=None)
 @given(_PARTS, _PARTS)
-def test_degenerate_shapes_agree_with_geos(a_parts: list, b_parts: list) -> None:  # type: ignore[type-arg]
+def test_degenerate_shapes_agree_with_geos(a_parts: Corners, b_parts: Corners) -> None:
     a, b = _shape(a_parts), _shape(b_parts)
     (ours,) = _intersect([(a, b)])
     theirs = shapely.intersection(a, b)
