@@ -20,7 +20,9 @@ setup(
             ],
             include_dirs=[f"{CLIPPER2}/include"],
             language="c++",
-            extra_compile_args=["-std=c++17", "-O2"],
+            # -pthread: the strips of a difference run on threads of their own.
+            extra_compile_args=["-std=c++17", "-O2", "-pthread"],
+            extra_link_args=["-pthread"],
         )
     ]
 )

@@ -578,7 +578,10 @@ class WhiteSpaceSummaryPublic(BaseModel):
     customers: dict[str, float] = Field(description="count and value of uncovered customers")
     h3_res: int
     union: str = Field(
-        description="How the layer's union was had: kept, updated, built or local (market only)"
+        description=(
+            "How the layer's union was had: kept, updated, built, local (market only), or none "
+            "(territories that overlap much: the market less all of them at once, no union)"
+        )
     )
     seconds: float = Field(description="Time taken when the answer was worked out")
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import shapely
 
 from spatial.errors import SpatialError
-from spatial.geometry import as_multipolygon
+from spatial.geometry import as_multipolygon, ring_coordinates
 
 IntArray = npt.NDArray[np.int64]
 GeomArray = npt.NDArray[np.object_]
@@ -35,6 +35,7 @@ GeomArray = npt.NDArray[np.object_]
 GRID = 1e9  # grid points per degree
 MAX_DEG = 1e6  # largest coordinate taken (degrees): far inside the library's ±2.3e18 / GRID
 _I64P = ctypes.POINTER(ctypes.c_int64)
+_F64P = ctypes.POINTER(ctypes.c_double)
 
 
 class Rings:
@@ -75,34 +76,57 @@ def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArra
     )  # fmt: skip
     if not handle:  # out of memory, or Clipper2 threw: a server fault either way
         raise RuntimeError("Clipper2 failed on the intersections (out of memory?)")
-    try:
-        sizes = np.zeros(3, dtype=np.int64)
-        lib.clipper_batch_sizes(handle, _ptr(sizes))
-        vertices, n_rings, polygons = (int(s) for s in sizes)
-        xy = np.empty((vertices, 2), dtype=np.int64)
-        ring_start = np.empty(n_rings + 1, dtype=np.int64)
-        ring_polygon = np.empty(n_rings, dtype=np.int64)
-        polygon_pair = np.empty(polygons, dtype=np.int64)
-        lib.clipper_batch_copy(
-            handle, _ptr(xy), _ptr(ring_start), _ptr(ring_polygon), _ptr(polygon_pair)
-        )
-    finally:
-        lib.clipper_batch_free(handle)
+    xy, ring_start, ring_polygon, polygon_pair = _copied(lib, handle)
     return _repaired(_assemble(xy / GRID, ring_start, ring_polygon, polygon_pair, first.size))
+
+
+def difference(
+    subject: GeomArray, clip: GeomArray, *, strips: int, threads: int
+) -> GeomArray | None:
+    """The area of the ``subject`` polygons that no ``clip`` polygon covers, as polygons (lon/lat
+    degrees), or None when the strips' pieces did not join into simple polygons (the caller
+    then takes another way). Cut into ``strips`` strips, ``threads`` at a time, GIL released."""
+    lib = _library()
+    xy_s, ring_s, _, sign_s = ring_coordinates(subject)
+    xy_c, ring_c, _, sign_c = ring_coordinates(clip)
+    n_subject = int(ring_s.max()) + 1 if ring_s.size else 0
+    xy = np.ascontiguousarray(np.concatenate([xy_s, xy_c]), dtype=np.float64)
+    if xy.size and not (np.isfinite(xy).all() and np.abs(xy).max() <= MAX_DEG):
+        raise SpatialError(f"coordinates must be finite degrees within ±{MAX_DEG:g}")
+    ring_of = np.concatenate([ring_s, ring_c + n_subject])
+    n_rings = int(ring_of.max()) + 1 if ring_of.size else 0
+    ring_start = np.searchsorted(ring_of, np.arange(n_rings + 1)).astype(np.int64)
+    sign = np.concatenate([sign_s, sign_c]).astype(np.int64)
+    status = np.zeros(1, dtype=np.int64)
+    handle = lib.clipper_difference_strips(
+        xy.ctypes.data_as(_F64P), _ptr(ring_start), _ptr(sign), n_rings, n_subject, GRID,
+        strips, threads, _ptr(status),
+    )  # fmt: skip
+    if status[0] == 1:
+        return None
+    if not handle:
+        raise RuntimeError("Clipper2 failed on the difference (out of memory?)")
+    xy_out, ring_start, ring_polygon, polygon_pair = _copied(lib, handle)
+    return _repaired(
+        _assemble(xy_out / GRID, ring_start, ring_polygon, polygon_pair, polygon_pair.size)
+    )
 
 
 def _repaired(geoms: GeomArray) -> GeomArray:
     """``geoms`` with the invalid ones made valid, their polygonal parts kept.
 
     Clipper2's rings never cross, but they may touch: a ring at one of its own vertices or
-    edges (an "inverted hole"), a hole its exterior at two points. Not valid OGC polygons,
-    though the area is right; GEOS's make_valid rebuilds them from their linework. Checking
-    every answer costs ~2 µs each (none of 24,000 random overlaps needs it; shapes with
-    shared and collinear edges do).
+    edges (an "inverted hole"), a hole its exterior at two points, or at a point of its edge
+    that is no vertex of it (a grid step off, so GEOS sees the two cross). Not valid OGC
+    polygons, though their structure says the area right: an exterior less its holes. So
+    GEOS's make_valid rebuilds them by that structure (by their linework, a hole crossing
+    its exterior by a grid step was lost whole). Checking every answer costs ~2 µs each
+    (none of 24,000 random overlaps needs it; shapes with shared and collinear edges do).
     """
     bad = np.flatnonzero(~shapely.is_valid(geoms))
     if bad.size:  # few: one by one
-        geoms[bad] = [as_multipolygon(g) for g in shapely.make_valid(geoms[bad])]
+        repaired = shapely.make_valid(geoms[bad], method="structure")
+        geoms[bad] = [as_multipolygon(g) for g in repaired]
     return geoms
 
 
@@ -135,6 +159,25 @@ def _assemble(
     return out
 
 
+def _copied(lib: ctypes.CDLL, handle: int) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    """A batch's arrays (vertices, ring starts, each ring's polygon, each polygon's pair),
+    copied out; the batch freed."""
+    try:
+        sizes = np.zeros(3, dtype=np.int64)
+        lib.clipper_batch_sizes(handle, _ptr(sizes))
+        vertices, n_rings, polygons = (int(s) for s in sizes)
+        xy = np.empty((vertices, 2), dtype=np.int64)
+        ring_start = np.empty(n_rings + 1, dtype=np.int64)
+        ring_polygon = np.empty(n_rings, dtype=np.int64)
+        polygon_pair = np.empty(polygons, dtype=np.int64)
+        lib.clipper_batch_copy(
+            handle, _ptr(xy), _ptr(ring_start), _ptr(ring_polygon), _ptr(polygon_pair)
+        )
+    finally:
+        lib.clipper_batch_free(handle)
+    return xy, ring_start, ring_polygon, polygon_pair
+
+
 def _ptr(arr: npt.NDArray[np.int64]) -> ctypes._Pointer[ctypes.c_int64]:
     return arr.ctypes.data_as(_I64P)
 
@@ -152,6 +195,11 @@ def _library() -> ctypes.CDLL:
     lib.clipper_intersect_pairs.restype = ctypes.c_void_p
     lib.clipper_intersect_pairs.argtypes = [
         _I64P, _I64P, _I64P, ctypes.c_int64, _I64P, ctypes.c_int64,
+    ]  # fmt: skip
+    lib.clipper_difference_strips.restype = ctypes.c_void_p
+    lib.clipper_difference_strips.argtypes = [
+        _F64P, _I64P, _I64P, ctypes.c_int64, ctypes.c_int64, ctypes.c_double, ctypes.c_int64,
+        ctypes.c_int64, _I64P,
     ]  # fmt: skip
     lib.clipper_batch_sizes.argtypes = [ctypes.c_void_p, _I64P]
     lib.clipper_batch_copy.argtypes = [ctypes.c_void_p, _I64P, _I64P, _I64P, _I64P]

@@ -87,6 +87,33 @@ def unprepared_copies(geoms: Any) -> Any:
     return shapely.transform(geoms, _same, include_z=None)
 
 
+def ring_coordinates(
+    geoms: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every ring's vertices (degrees, each ring closed) and each vertex's ring; each ring's
+    geometry and sign (+1 an exterior, -1 a hole). Non-empty (Multi)Polygons only."""
+    arr = np.asarray(geoms, dtype=object).reshape(-1)
+    # A polygon without holes is its one ring: its coordinates are read without making a
+    # geometry per part and per ring (clones, and garbage to collect; most shapes are such).
+    plain = (shapely.get_type_id(arr) == 3) & (shapely.get_num_interior_rings(arr) == 0)
+    simple = np.flatnonzero(plain)
+    xy_simple, ring_simple = shapely.get_coordinates(arr[simple], return_index=True)
+    others = np.flatnonzero(~plain)
+    polys, poly_geom = shapely.get_parts(arr[others], return_index=True)
+    rings, ring_poly = shapely.get_rings(polys, return_index=True)
+    xy_other, ring_other = shapely.get_coordinates(rings, return_index=True)
+    # The first ring of each polygon is its exterior; the others are holes.
+    starts = np.r_[0, np.cumsum(shapely.get_num_interior_rings(polys) + 1)[:-1]]
+    sign = -np.ones(rings.size)
+    sign[starts[: polys.size]] = 1
+    return (
+        np.concatenate([xy_simple, xy_other]),
+        np.concatenate([ring_simple, ring_other + simple.size]),
+        np.concatenate([simple, others[poly_geom[ring_poly]]]),
+        np.concatenate([np.ones(simple.size), sign]),
+    )
+
+
 def _same(coords: np.ndarray) -> np.ndarray:
     return coords
 

@@ -15,6 +15,8 @@ import numpy.typing as npt
 import shapely
 from pyproj import Geod
 
+from spatial.geometry import ring_coordinates
+
 FloatArray = npt.NDArray[np.float64]
 
 _GEOD = Geod(ellps="WGS84")
@@ -86,7 +88,7 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     live = np.flatnonzero(np.isin(shapely.get_type_id(arr), (3, 6)) & ~shapely.is_empty(arr))
     if not live.size:
         return out
-    coords, ring_of, ring_geom, ring_sign = _rings(arr[live])
+    coords, ring_of, ring_geom, ring_sign = ring_coordinates(arr[live])
     xy, ring_of, cube = _split_long_edges(coords, ring_of)
     lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
     # tan(ξ/2) from sin ξ = q(φ) / q(90°): sin ξ / (1 + cos ξ), no arcsin and tan per vertex.
@@ -115,32 +117,6 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     if exact.size:
         out[exact] = _exact_m2(arr[exact]) / 1e6
     return out
-
-
-def _rings(
-    arr: npt.NDArray[np.object_],
-) -> tuple[FloatArray, npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
-    """Every ring's vertices (degrees) and ring number; each ring's geometry and sign (+1 an
-    exterior, -1 a hole). Non-empty (Multi)Polygons only."""
-    # A polygon without holes is its one ring: its coordinates are read without making a
-    # geometry per part and per ring (clones, and garbage to collect; most overlaps are such).
-    plain = (shapely.get_type_id(arr) == 3) & (shapely.get_num_interior_rings(arr) == 0)
-    simple = np.flatnonzero(plain)
-    xy_simple, ring_simple = shapely.get_coordinates(arr[simple], return_index=True)
-    others = np.flatnonzero(~plain)
-    polys, poly_geom = shapely.get_parts(arr[others], return_index=True)
-    rings, ring_poly = shapely.get_rings(polys, return_index=True)
-    xy_other, ring_other = shapely.get_coordinates(rings, return_index=True)
-    # The first ring of each polygon is its exterior; the others are holes.
-    starts = np.r_[0, np.cumsum(shapely.get_num_interior_rings(polys) + 1)[:-1]]
-    sign = -np.ones(rings.size)
-    sign[starts[: polys.size]] = 1
-    return (
-        np.concatenate([xy_simple, xy_other]),
-        np.concatenate([ring_simple, ring_other + simple.size]),
-        np.concatenate([simple, others[poly_geom[ring_poly]]]),
-        np.concatenate([np.ones(simple.size), sign]),
-    )
 
 
 def _split_long_edges(

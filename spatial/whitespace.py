@@ -45,6 +45,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from spatial import clip
 from spatial.errors import GeometryTypeError, SpatialError
 from spatial.geometry import unprepared_copies
 from spatial.measure import geodesic_area_km2
@@ -59,6 +60,11 @@ OVERLAP_SHARE = 0.25
 COVERAGE_MIN = 16  # fewer territories: the overlay union is as quick as the check
 THREAD_MIN = 200  # fewer territories per thread: one thread is as quick
 VERTICES_PER_THREAD = 2_000  # market vertices per thread below which one thread relates all
+# The difference in strips: about this many vertices (market and territories) a strip, at most
+# MAX_STRIPS. 500 custom territories and the nation (41,000 vertices): 4 strips 10.7 ms, 16
+# strips 9.5 ms, 32 strips 12.6 ms (each strip's sweep gets cheaper, seams add points).
+STRIP_VERTICES = 2_500
+MAX_STRIPS = 64
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -88,7 +94,7 @@ def covered_union(
     if not arr.size:
         return Polygon()
     workers = threads or os.cpu_count() or 1
-    if arr.size < COVERAGE_MIN or _overlapping(arr):
+    if arr.size < COVERAGE_MIN or overlapping(arr):
         return _overlay_union(arr, workers)
     bad = _not_coverage(arr, workers)
     if not bad.any():
@@ -97,8 +103,12 @@ def covered_union(
     return shapely.union(_coverage_union(arr[~bad]), shapely.disjoint_subset_union_all(arr[bad]))
 
 
-def _overlapping(geoms: GeomArray) -> bool:
-    """Whether the territories overlap too much to be worth checking as a coverage."""
+def overlapping(territories: npt.ArrayLike) -> bool:
+    """Whether the territories overlap each other much (a sample of them says so): then they
+    are not worth checking as a coverage, nor their union worth keeping (``uncovered_by``)."""
+    geoms = _geoms(territories)
+    if not geoms.size:
+        return False
     sample = geoms[np.linspace(0, geoms.size - 1, min(PROBE, geoms.size)).astype(np.intp)]
     # A point on a territory's surface lies inside it, and inside no other in a coverage.
     hits, _ = shapely.STRtree(geoms).query(shapely.point_on_surface(sample), predicate="intersects")
@@ -193,9 +203,7 @@ def uncovered_parts(
     market: BaseGeometry, covered: BaseGeometry, *, threads: int | None = None
 ) -> GeomArray:
     """The polygons of ``market`` that ``covered`` leaves out (slivers under 1 m² dropped)."""
-    if market.geom_type not in ("Polygon", "MultiPolygon"):
-        raise GeometryTypeError(f"a market must be polygonal, not {market.geom_type}")
-    parts = _polygons(market)
+    parts = _market_parts(market)
     if covered.is_empty or not parts.size:
         rest = parts
     else:
@@ -212,6 +220,46 @@ def uncovered_parts(
             lambda k: _left_out(meeting[slices[k]], copies[k]), list(range(len(slices)))
         )
         rest = np.concatenate([parts[~met], *found])
+    return _finished(rest)
+
+
+def uncovered_by(
+    market: BaseGeometry, territories: npt.ArrayLike, *, threads: int | None = None
+) -> GeomArray:
+    """The polygons of ``market`` that no territory covers (slivers under 1 m² dropped), as
+    ``uncovered_parts(market, covered_union(territories))`` gives them, without the union.
+
+    The market less every territory at once, by Clipper2 in strips on the 1e-9-degree grid
+    (``clip.difference``): for 500 overlapping territories and the nation, ~9 ms against
+    ~25 ms for GEOS's union and difference. Parts of the market no territory's box meets
+    (Alaska, Hawaii for territories in the lower 48) are taken whole, without the library.
+    """
+    parts = _market_parts(market)
+    arr = _geoms(territories)
+    arr = arr[np.isin(shapely.get_type_id(arr), (3, 6)) & ~shapely.is_empty(arr)]
+    if not parts.size or not arr.size:
+        return _finished(parts)
+    part_i, near_i = shapely.STRtree(arr).query(parts)  # boxes that meet
+    met = np.zeros(parts.size, dtype=bool)
+    met[part_i] = True
+    near = arr[np.unique(near_i)]
+    vertices = int(shapely.get_num_coordinates(np.r_[parts[met], near]).sum())
+    strips = min(MAX_STRIPS, max(1, vertices // STRIP_VERTICES))
+    found = clip.difference(parts[met], near, strips=strips, threads=threads or os.cpu_count() or 1)
+    if found is None:  # the pieces touched themselves where strips meet: GEOS decides
+        return uncovered_parts(market, covered_union(arr, threads=threads), threads=threads)
+    return _finished(np.concatenate([parts[~met], _polygons(found)]))
+
+
+def _market_parts(market: BaseGeometry) -> GeomArray:
+    """The market's polygons; a GeometryTypeError when it is not polygonal."""
+    if market.geom_type not in ("Polygon", "MultiPolygon"):
+        raise GeometryTypeError(f"a market must be polygonal, not {market.geom_type}")
+    return _polygons(market)
+
+
+def _finished(rest: GeomArray) -> GeomArray:
+    """White space parts as answered: slivers under 1 m² dropped, oriented as RFC 7946 says."""
     if not rest.size:
         return rest
     # Only parts small in square degrees can be slivers (1e-6 deg² is ~12,000 m² or less):
@@ -462,7 +510,7 @@ def by_hexagon(
 
 def white_space(
     market: BaseGeometry,
-    covered: BaseGeometry,
+    uncovered: npt.ArrayLike,
     *,
     lon: npt.ArrayLike,
     lat: npt.ArrayLike,
@@ -472,7 +520,8 @@ def white_space(
     region_km2: npt.ArrayLike | None = None,
     h3_res: int = 5,
 ) -> WhiteSpace:
-    """The market's white space against ``covered`` (a layer's ``covered_union``).
+    """The market's white space: its ``uncovered`` polygons (``uncovered_by`` or
+    ``uncovered_parts`` gives them) and what lies in them.
 
     ``owner`` is each customer's owner in the layer (-1: none covers it), as
     ``TerritoryIndex.owners`` gives it; ``regions`` (counties) break the result down, and
@@ -481,7 +530,7 @@ def white_space(
     sizes = {np.size(lon), np.size(lat), np.size(value), np.size(owner)}
     if len(sizes) != 1:
         raise SpatialError("lon, lat, value and owner need one entry per customer")
-    parts = uncovered_parts(market, covered)
+    parts = _geoms(uncovered)
     part_km2 = geodesic_area_km2(parts)
     biggest = np.argsort(-part_km2, kind="stable")
     found = uncovered_customers(market, lon=lon, lat=lat, owner=owner)

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import h3
+import numpy as np
 import pytest
 import shapely
 from fastapi.testclient import TestClient
@@ -156,6 +157,46 @@ def test_area_and_customers_match_postgis(west: TestClient, session: Session) ->
     for f in doc["features"]:
         geom = shape(f["geometry"])
         assert geom.is_valid and geom.geom_type == "Polygon"
+
+
+_SQL_PARTS = """
+SELECT count(*) FROM (
+  SELECT (ST_Dump(ST_Difference(m.g, u.g))).geom AS g
+  FROM (SELECT ST_Union(geom) AS g FROM boundaries WHERE level = 'state') m,
+       (SELECT ST_Union(t.geom) AS g FROM territories t JOIN layers l ON l.id = t.layer_id
+        WHERE l.name = :layer) u) d
+WHERE ST_Area(d.g::geography) >= 1
+"""
+
+
+def test_overlapping_layer_takes_its_territories_at_once(
+    client: TestClient, session: Session
+) -> None:
+    """40 discs and boxes over the west, overlapping much: no union made (the market less all
+    of them at once, in strips), and the answer is PostGIS's: area, parts of 1 m² or more,
+    customers."""
+    customers.upsert(session, batch=demo.generate(3_000, seed=7))
+    session.commit()
+    client.post("/layers", json={"name": "scatter"})
+    rng = np.random.default_rng(3)
+    x, y, r = rng.uniform(-122, -108, 40), rng.uniform(33, 45, 40), rng.uniform(0.5, 2.5, 40)
+    shapes = np.where(
+        rng.random(40) < 0.5,
+        shapely.buffer(shapely.points(x, y), r, quad_segs=16),
+        shapely.box(x - r, y - r / 2, x + r, y + r / 2),
+    )
+    for i, geom in enumerate(shapes):
+        feature = canonical.feature(shapely.geometry.mapping(geom), name=f"S{i}")
+        assert client.post("/layers/scatter/territories", json=feature).status_code == 201
+    doc = client.get("/layers/scatter/whitespace", params={"top": 10_000}).json()
+    summary = doc["summary"]
+    assert summary["union"] == "none"
+    assert summary["uncovered_km2"] == pytest.approx(_sql_area(session, "scatter"), rel=1e-4)
+    assert summary["parts"] == session.scalar(text(_SQL_PARTS), {"layer": "scatter"}) > 40
+    count, value = _sql_customers(session, "scatter")
+    assert summary["customers"]["count"] == count > 0
+    assert summary["customers"]["value"] == pytest.approx(value, abs=0.01)
+    assert all(shape(f["geometry"]).is_valid for f in doc["features"])
 
 
 def test_nation_market_customers_and_breakdowns_add_up(west: TestClient, session: Session) -> None:
@@ -357,7 +398,8 @@ def test_the_union_follows_edits_without_being_made_anew(
         assert summary["uncovered_km2"] == pytest.approx(expected, rel=0.005)
 
     check("built")
-    bigger = [[-119, 37], [-117.5, 37], [-117.5, 38.5], [-119, 38.5], [-119, 37]]
+    # Over a strip of its east neighbour: a layer that overlaps little keeps its union.
+    bigger = [[-119, 37], [-117.95, 37], [-117.95, 37.9], [-119, 37.9], [-119, 37]]
     r = client.patch(
         f"/layers/grid/territories/{ids[5]}",
         json={"geometry": {"type": "Polygon", "coordinates": [bigger]}},
@@ -380,7 +422,7 @@ def test_documented_in_openapi(client: TestClient) -> None:
 def test_every_summary_member_is_documented(west: TestClient) -> None:
     summary = west.get("/layers/west/whitespace", params={"states": "NV"}).json()["summary"]
     assert set(summary) <= set(WhiteSpaceSummaryPublic.model_fields)
-    assert summary["union"] in {"kept", "updated", "built", "local"}
+    assert summary["union"] in {"kept", "updated", "built", "local", "none"}
 
 
 def test_layer_kept_assigned_reads_only_the_customers_it_may_leave_uncovered(

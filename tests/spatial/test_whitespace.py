@@ -19,6 +19,7 @@ from spatial.whitespace import (
     by_region,
     cell_polygons,
     covered_union,
+    uncovered_by,
     uncovered_customers,
     uncovered_parts,
     updated_union,
@@ -131,11 +132,11 @@ def test_cell_across_the_antimeridian_is_cut_in_two() -> None:
 
 
 def test_white_space_puts_it_together() -> None:
-    covered = covered_union([box(0, 0, 2, 2)])
+    uncovered = uncovered_by(MARKET, [box(0, 0, 2, 2)])
     regions = [box(0, 0, 2, 2), box(2, 0, 4, 2)]
     result = white_space(
         MARKET,
-        covered,
+        uncovered,
         lon=[1.0, 3.0, 3.5],
         lat=[1.0, 1.0, 1.5],
         value=[4.0, 2.0, 3.0],
@@ -150,7 +151,7 @@ def test_white_space_puts_it_together() -> None:
     assert result.regions.position.tolist() == [1]
     assert int(result.hexagons.customers.sum()) == 2
     with pytest.raises(SpatialError):
-        white_space(MARKET, covered, lon=[1.0], lat=[1.0], value=[], owner=[1], regions=regions)
+        white_space(MARKET, uncovered, lon=[1.0], lat=[1.0], value=[], owner=[1], regions=regions)
 
 
 def test_updated_union_equals_the_union_made_anew() -> None:
@@ -231,7 +232,7 @@ def test_overlapping_layer_is_united_in_slices(monkeypatch: pytest.MonkeyPatch) 
     rng = np.random.default_rng(3)
     x, y = rng.uniform(0, 20, 80), rng.uniform(0, 10, 80)
     discs = shapely.buffer(shapely.points(x, y), rng.uniform(0.5, 2.0, 80))
-    assert whitespace._overlapping(np.asarray(discs, dtype=object))
+    assert whitespace.overlapping(discs)
     _same_union(list(discs), threads=3)
 
 
@@ -262,3 +263,48 @@ def test_regions_covered_whole_take_their_own_area() -> None:
     assert known.position.tolist() == plain.position.tolist() == [0, 1, 2, 3, 4]
     assert known.area_km2 == pytest.approx(plain.area_km2, rel=1e-9)
     assert known.customers.tolist() == plain.customers.tolist()
+
+
+# --- uncovered_by: the market less every territory at once, no union -----------------------
+
+
+_SPREAD = shapely.union_all(
+    [shape(canonical.WITH_HOLE), shape(canonical.MULTI), shape(canonical.ANTIMERIDIAN),
+     box(0, 0, 4, 2)]
+)  # fmt: skip
+_OVER_IT = [box(1, 0, 3, 1), box(2, 0.5, 5, 1.5), box(10, 10, 12, 14), box(11.5, 11.5, 12.5, 12.5),
+            box(20.5, 0, 22.5, 1)]  # fmt: skip
+
+
+def test_uncovered_by_is_the_market_less_the_union() -> None:
+    ours = uncovered_by(_SPREAD, _OVER_IT)
+    theirs = uncovered_parts(_SPREAD, covered_union(_OVER_IT))
+    assert len(ours) == len(theirs) == 7
+    assert shapely.union_all(ours).equals(shapely.union_all(theirs))
+    assert all(p.geom_type == "Polygon" and p.is_valid and p.exterior.is_ccw for p in ours)
+    # By hand: the 4x2 box leaves 2 parts, the holed square 1 (a C), the two-part one 2, the
+    # antimeridian pair 2 (met by nothing); 11.5..12.5 lies in the market's hole: takes nothing.
+    assert geodesic_area_km2(ours).sum() == pytest.approx(geodesic_area_km2(theirs).sum())
+
+
+def test_uncovered_by_takes_parts_no_territory_meets_whole() -> None:
+    # The antimeridian parts and the hole square meet no territory's box: as they were.
+    found = uncovered_by(_SPREAD, [box(0, 0, 1, 1)])
+    untouched = [p for p in shapely.get_parts(_SPREAD) if not p.intersects(box(0, 0, 1, 1))]
+    for part in untouched:
+        assert any(p.equals_exact(shapely.orient_polygons(part), 0) for p in found)
+    assert uncovered_by(_SPREAD, []).size == len(shapely.get_parts(_SPREAD))
+
+
+def test_uncovered_by_asks_geos_when_the_strips_do_not_join(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = uncovered_by(_SPREAD, _OVER_IT)
+    monkeypatch.setattr(whitespace.clip, "difference", lambda *a, **k: None)
+    fallen_back = uncovered_by(_SPREAD, _OVER_IT)
+    assert shapely.union_all(fallen_back).equals(shapely.union_all(expected))
+
+
+def test_uncovered_by_market_must_be_polygonal() -> None:
+    with pytest.raises(GeometryTypeError):
+        uncovered_by(shapely.Point(0, 0), [box(0, 0, 1, 1)])
