@@ -144,12 +144,14 @@ def _timed(run: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     return seconds, result
 
 
-def _cold(market: Any, geoms: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """The uncovered parts as ``WhiteSpaceService.uncovered`` works them out with no union
-    kept: at once when the territories overlap much, else by their union."""
+def _cold(market: Any, geoms: np.ndarray, threads: int | None = None) -> float:
+    """The uncovered area (km²) as ``WhiteSpaceService.uncovered`` works it out with no union
+    kept (every part measured): at once when the territories overlap much, else by their
+    union."""
     if overlapping(geoms):
-        return uncovered_by(market, geoms, threads=threads)
-    return uncovered_parts(market, covered_union(geoms, threads=threads), threads=threads)
+        return float(uncovered_by(market, geoms, threads=threads).km2.sum())
+    parts = uncovered_parts(market, covered_union(geoms, threads=threads), threads=threads)
+    return float(geodesic_area_km2(parts).sum())
 
 
 def _layer_geoms(engine: Engine, layer: str) -> np.ndarray:
@@ -176,10 +178,8 @@ def bench_layer(
         )
     geoms = _layer_geoms(engine, layer)
 
-    cold_s, cold_km2 = _timed(lambda: float(geodesic_area_km2(_cold(market, geoms)).sum()), repeat)
-    single_s, single_km2 = _timed(
-        lambda: float(geodesic_area_km2(_cold(market, geoms, threads=1)).sum()), repeat
-    )
+    cold_s, cold_km2 = _timed(lambda: _cold(market, geoms), repeat)
+    single_s, single_km2 = _timed(lambda: _cold(market, geoms, threads=1), repeat)
     at_once = overlapping(geoms)
     how = "at once, in strips (Clipper2), no union" if at_once else "union + difference"
 

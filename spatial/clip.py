@@ -77,15 +77,18 @@ def intersect_pairs(rings: Rings, first: IntArray, second: IntArray) -> GeomArra
     if not handle:  # out of memory, or Clipper2 threw: a server fault either way
         raise RuntimeError("Clipper2 failed on the intersections (out of memory?)")
     xy, ring_start, ring_polygon, polygon_pair = _copied(lib, handle)
-    return _repaired(_assemble(xy / GRID, ring_start, ring_polygon, polygon_pair, first.size))
+    found = _assemble(xy / GRID, ring_start, ring_polygon, polygon_pair, first.size)
+    return repaired(found, shapely.is_valid(found))
 
 
 def difference(
-    subject: GeomArray, clip: GeomArray, *, strips: int, threads: int
+    subject: GeomArray, clip: GeomArray, *, strips: int, threads: int, repair: bool = True
 ) -> GeomArray | None:
     """The area of the ``subject`` polygons that no ``clip`` polygon covers, as polygons (lon/lat
     degrees), or None when the strips' pieces did not join into simple polygons (the caller
-    then takes another way). Cut into ``strips`` strips, ``threads`` at a time, GIL released."""
+    then takes another way). Cut into ``strips`` strips, ``threads`` at a time, GIL released.
+    ``repair=False``: the answers as they come, which the caller passes through ``repaired``
+    (so that it can check them on one thread while it measures them on another)."""
     lib = _library()
     xy_s, ring_s, _, sign_s = ring_coordinates(subject)
     xy_c, ring_c, _, sign_c = ring_coordinates(clip)
@@ -107,13 +110,12 @@ def difference(
     if not handle:
         raise RuntimeError("Clipper2 failed on the difference (out of memory?)")
     xy_out, ring_start, ring_polygon, polygon_pair = _copied(lib, handle)
-    return _repaired(
-        _assemble(xy_out / GRID, ring_start, ring_polygon, polygon_pair, polygon_pair.size)
-    )
+    found = _assemble(xy_out / GRID, ring_start, ring_polygon, polygon_pair, polygon_pair.size)
+    return repaired(found, shapely.is_valid(found)) if repair else found
 
 
-def _repaired(geoms: GeomArray) -> GeomArray:
-    """``geoms`` with the invalid ones made valid, their polygonal parts kept.
+def repaired(geoms: GeomArray, valid: npt.NDArray[np.bool_]) -> GeomArray:
+    """``geoms`` with those not ``valid`` (``shapely.is_valid``) made valid, polygonal parts kept.
 
     Clipper2's rings never cross, but they may touch: a ring at one of its own vertices or
     edges (an "inverted hole"), a hole its exterior at two points, or at a point of its edge
@@ -123,7 +125,7 @@ def _repaired(geoms: GeomArray) -> GeomArray:
     its exterior by a grid step was lost whole). Checking every answer costs ~2 µs each
     (none of 24,000 random overlaps needs it; shapes with shared and collinear edges do).
     """
-    bad = np.flatnonzero(~shapely.is_valid(geoms))
+    bad = np.flatnonzero(~valid)
     if bad.size:  # few: one by one
         repaired = shapely.make_valid(geoms[bad], method="structure")
         geoms[bad] = [as_multipolygon(g) for g in repaired]

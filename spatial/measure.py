@@ -88,8 +88,8 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     live = np.flatnonzero(np.isin(shapely.get_type_id(arr), (3, 6)) & ~shapely.is_empty(arr))
     if not live.size:
         return out
-    coords, ring_of, ring_geom, ring_sign = ring_coordinates(arr[live])
-    xy, ring_of, cube = _split_long_edges(coords, ring_of)
+    coords, ring_in, ring_geom, ring_sign = ring_coordinates(arr[live])
+    xy, ring_of, cube = _split_long_edges(coords, ring_in)
     lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
     # tan(ξ/2) from sin ξ = q(φ) / q(90°): sin ξ / (1 + cos ξ), no arcsin and tan per vertex.
     sin_xi = np.clip(_q(np.sin(lat)) / _Q_POLE, -1, 1)
@@ -112,11 +112,32 @@ def _fast_km2(arr: npt.NDArray[np.object_]) -> npt.NDArray[np.float64]:
     cubes = np.bincount(ring_of[:-1], weights=cube, minlength=ring_geom.size)
     cubes = np.bincount(ring_geom, weights=cubes, minlength=live.size)
     bound_km2 = _ERROR_PER_CUBE_KM2 * cubes
-    long_geom = bound_km2 > MAX_FAST_ERROR * out[live]
-    exact = live[long_geom]
-    if exact.size:
-        out[exact] = _exact_m2(arr[exact]) / 1e6
+    long_geom = np.flatnonzero(bound_km2 > MAX_FAST_ERROR * out[live])
+    if long_geom.size:
+        exact_m2 = _exact_rings_m2(coords, ring_in, ring_geom, ring_sign, long_geom)
+        out[live[long_geom]] = exact_m2 / 1e6
     return out
+
+
+def _exact_rings_m2(
+    coords: FloatArray,
+    ring_of: npt.NDArray[np.intp],
+    ring_geom: npt.NDArray[np.intp],
+    ring_sign: FloatArray,
+    geoms: npt.NDArray[np.intp],
+) -> FloatArray:
+    """Area (m²) on the ellipsoid of the geometries ``geoms``, ring by ring (pyproj's geodesic
+    polygon area) from the rings already read: no geometry made, nothing oriented (each
+    ring's area taken unsigned, then signed as an exterior or a hole)."""
+    start = np.searchsorted(ring_of, np.arange(ring_geom.size + 1))
+    rings = np.flatnonzero(np.isin(ring_geom, geoms))
+    areas = [
+        abs(_GEOD.polygon_area_perimeter(coords[a:b, 0], coords[a:b, 1])[0])
+        for a, b in zip(start[rings].tolist(), start[rings + 1].tolist(), strict=True)
+    ]
+    signed = ring_sign[rings] * np.asarray(areas)
+    total = np.bincount(ring_geom[rings], weights=signed, minlength=int(ring_geom.max()) + 1)
+    return total[geoms].astype(np.float64)
 
 
 def _split_long_edges(

@@ -75,7 +75,27 @@ def test_long_edges_stay_on_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> No
     ]
     exact = geodesic_area_m2(shapes, exact=True)
     monkeypatch.setattr(measure, "_exact_m2", _refused)
+    monkeypatch.setattr(measure, "_exact_rings_m2", _refused)
     np.testing.assert_allclose(geodesic_area_m2(shapes), exact, rtol=2e-5)
+
+
+def test_slivers_are_measured_exactly_ring_by_ring(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thin shapes with long edges are beyond the fast path's bound: measured on the ellipsoid
+    from the rings already read, as pyproj measures each whole geometry."""
+    slivers = [
+        shapely.box(-100, 40, -90, 40.0001),  # 10° long, 11 m wide
+        shapely.box(-100, 40, -90, 40.01).difference(shapely.box(-99, 40.002, -91, 40.008)),
+        shapely.MultiPolygon([shapely.box(10, -30, 20, -29.9999), shapely.box(30, 5, 31, 5.00001)]),
+    ]
+    exact = geodesic_area_m2(slivers, exact=True)
+    monkeypatch.setattr(measure, "_exact_m2", _refused)
+    taken: list[int] = []
+    by_rings = measure._exact_rings_m2
+    monkeypatch.setattr(
+        measure, "_exact_rings_m2", lambda *a: taken.append(a[-1].size) or by_rings(*a)
+    )
+    np.testing.assert_allclose(geodesic_area_m2(slivers), exact, rtol=1e-12)
+    assert taken == [3]
 
 
 def _refused(arr: object) -> object:
