@@ -1,4 +1,5 @@
-"""Pairwise polygon intersections with Clipper2 (``spatial/_clipper.cpp``), batched.
+"""Polygon clipping with Clipper2 (``spatial/_clipper.cpp``): pairwise intersections, batched
+(overlaps), and polygons less many others, in strips (white space).
 
 Why not GEOS: for two polygons of ~100 vertices, GEOS's OverlayNG costs ~30 µs (a topology
 graph per pair, floating-point noding with validation and fallbacks); Clipper2's Vatti sweep
@@ -11,6 +12,13 @@ crossing of two edges is rounded to it). A decimal grid, so that a coordinate gi
 to 9 decimals (GeoJSON as people write it) comes back as exactly the same number. Shared
 borders stay shared: equal input vertices snap to equal grid points. The batch runs without
 the GIL, so threads split it.
+
+The difference (``difference``): one Vatti sweep costs about its vertices times the edges a
+scan line crosses, so the work is cut into strips across the scan lines (each sweep meets a
+fraction of those edges), run on threads of the library's own, and the strips' pieces are
+joined back by matching their edges along the seams, exactly (a crossing of a seam is
+computed once, in integers, for both sides; seams lie 1e-6 degree off every vertex). 500
+overlapping territories less the nation: ~20 CPU-ms in one sweep, ~7 in 16 strips.
 
 The shared library is built with the package (``setup.py``; ``./scripts/test`` and
 ``./scripts/run`` install it); a RuntimeError says so when it is missing.
