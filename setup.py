@@ -16,7 +16,6 @@ setup(
             sources=[
                 "spatial/_clipper.cpp",
                 f"{CLIPPER2}/src/clipper.engine.cpp",
-                f"{CLIPPER2}/src/clipper.rectclip.cpp",
             ],
             include_dirs=[f"{CLIPPER2}/include"],
             language="c++",

@@ -22,7 +22,7 @@
 #include <utility>
 #include <vector>
 
-#include "clipper2/clipper.h"  // Clipper64, PolyTree64, RectClip
+#include "clipper2/clipper.h"  // Clipper64, PolyTree64
 
 using namespace Clipper2Lib;
 
@@ -83,34 +83,61 @@ struct Ring {
   bool subject;
 };
 
-// Where the segment p-q crosses the line x = c (p and q strictly either side), rounded to the
-// nearest grid point: from the endpoints in one order whichever way the segment runs, in
-// integers, so that both strips of a seam get the very same point.
-Point64 crossing(const Point64& p, const Point64& q, int64_t c) {
-  const Point64& a = p.x < q.x ? p : q;
-  const Point64& b = p.x < q.x ? q : p;
-  const i128 num = static_cast<i128>(c - a.x) * (b.y - a.y);
-  const i128 den = b.x - a.x;  // > 0
-  i128 y = num / den;
+// A point's coordinate across a line (x for a line x = c, y for y = c), and along it.
+inline int64_t across(const Point64& p, bool on_y) { return on_y ? p.y : p.x; }
+inline int64_t along(const Point64& p, bool on_y) { return on_y ? p.x : p.y; }
+
+// Where the segment p-q crosses the line x = c (y = c when on_y), p and q strictly either
+// side, rounded to the nearest grid point: from the endpoints in one order whichever way the
+// segment runs, in integers, so that both strips of a seam get the very same point.
+Point64 crossing(const Point64& p, const Point64& q, int64_t c, bool on_y) {
+  const bool p_first = across(p, on_y) < across(q, on_y);
+  const Point64& a = p_first ? p : q;
+  const Point64& b = p_first ? q : p;
+  const i128 num = static_cast<i128>(c - across(a, on_y)) * (along(b, on_y) - along(a, on_y));
+  const i128 den = across(b, on_y) - across(a, on_y);  // > 0
+  i128 step = num / den;
   const i128 rest = num % den;
-  if (2 * (rest < 0 ? -rest : rest) >= den) y += num < 0 ? -1 : 1;
-  return Point64(c, a.y + static_cast<int64_t>(y));
+  if (2 * (rest < 0 ? -rest : rest) >= den) step += num < 0 ? -1 : 1;
+  const int64_t at = along(a, on_y) + static_cast<int64_t>(step);
+  return on_y ? Point64(at, c) : Point64(c, at);
 }
 
-// Sutherland-Hodgman against one vertical line: the ring's part with x > c (greater) or x < c.
-// No vertex lies on c (seams are chosen so). Where the ring leaves and comes back, the part is
-// joined along the line by edges there and back again, which the NonZero fill ignores.
-void clip_side(const Path64& in, Path64& out, int64_t c, bool greater) {
+// Sutherland-Hodgman against one line x = c (y = c when on_y): the ring's part on the
+// `greater` side of it (x >= c) or the other (x <= c), every vertex kept as it is (Clipper2's
+// RectClip drops the vertices in the middle of a straight run, which on lon/lat rings with
+// geodesic edges changes the area: a parallel's vertices hold its edge to the parallel).
+// Where the ring leaves and comes back, the part is joined along the line by edges there and
+// back again, which the fill (NonZero or EvenOdd) ignores.
+void clip_side(const Path64& in, Path64& out, int64_t c, bool on_y, bool greater) {
   out.clear();
   const size_t n = in.size();
   for (size_t i = 0; i < n; ++i) {
     const Point64& cur = in[i];
     const Point64& nxt = in[i + 1 == n ? 0 : i + 1];
-    const bool cur_in = greater ? cur.x > c : cur.x < c;
-    const bool nxt_in = greater ? nxt.x > c : nxt.x < c;
+    const bool cur_in = greater ? across(cur, on_y) >= c : across(cur, on_y) <= c;
+    const bool nxt_in = greater ? across(nxt, on_y) >= c : across(nxt, on_y) <= c;
     if (cur_in) out.push_back(cur);
-    if (cur_in != nxt_in) out.push_back(crossing(cur, nxt, c));
+    if (cur_in != nxt_in) {
+      const Point64 at = crossing(cur, nxt, c, on_y);
+      if (out.empty() || !(out.back() == at)) out.push_back(at);
+    }
   }
+}
+
+// The rings cut to the box (its edges inclusive), rings left with no area dropped.
+Paths64 clip_to_box(const Paths64& rings, const Rect64& box) {
+  Paths64 out;
+  Path64 a, b;
+  for (const Path64& ring : rings) {
+    a = ring;
+    clip_side(a, b, box.left, false, true);
+    clip_side(b, a, box.right, false, false);
+    clip_side(a, b, box.top, true, true);
+    clip_side(b, a, box.bottom, true, false);
+    if (a.size() >= 3) out.push_back(a);
+  }
+  return out;
 }
 
 template <typename Points>
@@ -202,11 +229,11 @@ std::vector<Piece> strip_difference(const std::vector<Ring>& rings, int64_t lo, 
     if ((!first && ring.max_x < lo) || (!last && ring.min_x > hi)) continue;
     a = ring.path;
     if (!first && ring.min_x < lo) {
-      clip_side(a, b, lo, true);
+      clip_side(a, b, lo, false, true);
       a.swap(b);
     }
     if (!last && ring.max_x > hi) {
-      clip_side(a, b, hi, false);
+      clip_side(a, b, hi, false, false);
       a.swap(b);
     }
     if (a.size() >= 3) (ring.subject ? subject : clip).push_back(a);
@@ -502,7 +529,7 @@ void* clipper_intersect_pairs(const int64_t* xy, const int64_t* ring_start,
       const Rect64 box(std::max(ra.left, rb.left), std::max(ra.top, rb.top),
                        std::min(ra.right, rb.right), std::min(ra.bottom, rb.bottom));
       if (box.left >= box.right || box.top >= box.bottom) continue;  // no area in common
-      const Paths64 ca = RectClip(box, a), cb = RectClip(box, b);
+      const Paths64 ca = clip_to_box(a, box), cb = clip_to_box(b, box);
       if (ca.empty() || cb.empty()) continue;
       Clipper64 clipper;
       clipper.AddSubject(ca);

@@ -12,6 +12,7 @@ from shapely.geometry import shape
 from bench.bench_overlaps import random_territories
 from spatial.clip import GRID, Rings, difference, intersect_pairs
 from spatial.errors import SpatialError
+from spatial.measure import geodesic_area_m2
 from tests import canonical
 
 HOLE, MULTI = shape(canonical.WITH_HOLE), shape(canonical.MULTI)
@@ -263,3 +264,47 @@ def test_difference_refuses_coordinates_that_are_no_degrees() -> None:
             np.array([shapely.box(0, 0, 1, 1)], dtype=object), np.array([wild], dtype=object),
             strips=1, threads=1,
         )  # fmt: skip
+
+
+def test_vertices_along_a_parallel_are_kept() -> None:
+    """A lon/lat edge is a geodesic: the vertices of a border along a parallel hold it there
+    (without them the one geodesic between its ends bulges north). Both operations keep every
+    vertex of the input on the answer's boundary, so the areas are GEOS's (Clipper2's own
+    RectClip dropped them: 2.2% of this answer's area; a Colorado whose northern border lost
+    its vertices would grow by 0.9%, 2,300 km²)."""
+    top = [(x / 2, 61.0) for x in range(20, -1, -1)]  # 10 degrees along 61°N, every 0.5°
+    shape_ = shapely.Polygon([(0, 60), (10, 60), *top])
+    west = shapely.box(-1, 59, 6, 62)
+    (ours,) = _intersect([(shape_, west)])
+    theirs = shapely.intersection(shape_, west)
+    assert ours.normalize().equals_exact(theirs.normalize(), 0)
+    assert geodesic_area_m2([ours])[0] == pytest.approx(geodesic_area_m2([theirs])[0], rel=1e-12)
+    (rest,) = _difference(shape_, [west], strips=1)
+    left = shapely.difference(shape_, west)
+    assert rest.normalize().equals_exact(left.normalize(), 0)
+    # What dropping them costs, for the record: the area with the parallel's ends only.
+    bare = shapely.Polygon([(0, 60), (6, 60), (6, 61), (0, 61)])
+    assert geodesic_area_m2([bare])[0] / geodesic_area_m2([theirs])[0] - 1 > 0.02
+
+
+@pytest.mark.parametrize(
+    ("a_parts", "b_parts"),
+    [
+        # A hole of b touches a's edge at a point: Clipper2 gave the hole as a polygon of its
+        # own, which make_valid by structure filled (0.0104 too much area).
+        ([(3, 7, 0, 2, 8, 5)], [(3, 7, 4, 5, 7, 7), (5, 0, 1, 0, 7, 3), (7, 8, 6, 7, 4, 3)]),
+        # Two parts meeting at a point came as one ring through it twice; GEOS's is_ccw, which
+        # looks at the top vertex alone, took that ring for a hole (0.1875 too little).
+        ([(3, 2, 3, 1, 4, 5), (1, 8, 4, 3, 1, 0), (5, 6, 3, 3, 0, 2)],
+         [(7, 7, 1, 5, 0, 7), (1, 1, 3, 0, 7, 3)]),
+    ],
+)  # fmt: skip
+def test_answers_repaired_by_the_way_their_rings_run(a_parts: Corners, b_parts: Corners) -> None:
+    """Found by drawing thousands of the degenerate cases above (1 in ~8,000 each)."""
+    a, b = _shape(a_parts), _shape(b_parts)
+    (ours,) = _intersect([(a, b)])
+    theirs = shapely.intersection(a, b)
+    band = (a.length + b.length) / GRID
+    assert ours.is_valid
+    assert abs(ours.area - theirs.area) <= band
+    assert shapely.symmetric_difference(ours, theirs).area <= band
