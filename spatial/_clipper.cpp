@@ -125,6 +125,28 @@ void clip_side(const Path64& in, Path64& out, int64_t c, bool on_y, bool greater
   }
 }
 
+// The ring's part within the strip lo < x < hi (no lo when !has_lo, no hi when !has_hi), in
+// one pass: where an edge crosses both lines, both crossings come from the edge's own ends.
+// (Cutting at lo and then at hi took the second from the first, rounded: a grid step off the
+// point the next strip computes from the ends, and the seams no longer matched there.) No
+// vertex lies on lo or hi (seams are chosen so).
+void clip_strip(const Path64& in, Path64& out, int64_t lo, bool has_lo, int64_t hi,
+                bool has_hi) {
+  out.clear();
+  const size_t n = in.size();
+  for (size_t i = 0; i < n; ++i) {
+    const Point64& cur = in[i];
+    const Point64& nxt = in[i + 1 == n ? 0 : i + 1];
+    if ((!has_lo || cur.x > lo) && (!has_hi || cur.x < hi)) out.push_back(cur);
+    const bool at_lo = has_lo && ((cur.x < lo) != (nxt.x < lo));
+    const bool at_hi = has_hi && ((cur.x > hi) != (nxt.x > hi));
+    // In the order the edge meets them: lo first when it runs east.
+    if (at_lo && (!at_hi || cur.x < nxt.x)) out.push_back(crossing(cur, nxt, lo, false));
+    if (at_hi) out.push_back(crossing(cur, nxt, hi, false));
+    if (at_lo && at_hi && cur.x > nxt.x) out.push_back(crossing(cur, nxt, lo, false));
+  }
+}
+
 // The rings cut to the box (its edges inclusive), rings left with no area dropped.
 Paths64 clip_to_box(const Paths64& rings, const Rect64& box) {
   Paths64 out;
@@ -192,9 +214,13 @@ std::vector<int64_t> choose_seams(const std::vector<int64_t>& xs, int64_t strips
     const int64_t c = sample[at] + SEAM_MARGIN + 1;
     if (seams.empty() || c > seams.back()) seams.push_back(c);
   }
-  for (bool moved = true; moved;) {
-    moved = false;
+  // Mostly one pass finds every seam clear, or moves the few near a vertex clear of it. Where
+  // vertices crowd (thousands within a few grid steps' margins), stepping past them one
+  // margin at a time would rescan every vertex each step: then the seams step along the
+  // sorted vertices instead, O(n log n) whatever the input.
+  for (int pass = 0; pass < 3; ++pass) {
     std::vector<char> near(seams.size(), 0);
+    bool moved = false;
     for (int64_t x : xs) {
       const auto at = std::lower_bound(seams.begin(), seams.end(), x - SEAM_MARGIN);
       if (at != seams.end() && *at <= x + SEAM_MARGIN) near[static_cast<size_t>(at - seams.begin())] = 1;
@@ -206,8 +232,20 @@ std::vector<int64_t> choose_seams(const std::vector<int64_t>& xs, int64_t strips
       if (next.empty() || c > next.back()) next.push_back(c);
     }
     seams.swap(next);
+    if (!moved) return seams;
   }
-  return seams;
+  std::vector<int64_t> sorted(xs);
+  std::sort(sorted.begin(), sorted.end());
+  std::vector<int64_t> clear;
+  for (int64_t c : seams) {
+    if (!clear.empty() && c <= clear.back()) c = clear.back() + 1;
+    // The first vertex that could be within the margin; past each one met, the seam moves on.
+    for (auto at = std::lower_bound(sorted.begin(), sorted.end(), c - SEAM_MARGIN);
+         at != sorted.end() && *at <= c + SEAM_MARGIN; ++at)
+      c = *at + SEAM_MARGIN + 1;
+    clear.push_back(c);
+  }
+  return clear;
 }
 
 using Piece = std::vector<Path64>;  // an outer ring, then its holes
@@ -224,19 +262,16 @@ void collect_pieces(const PolyPath64& outer, std::vector<Piece>& out) {
 std::vector<Piece> strip_difference(const std::vector<Ring>& rings, int64_t lo, int64_t hi,
                                     bool first, bool last) {
   Paths64 subject, clip;
-  Path64 a, b;
+  Path64 a;
   for (const Ring& ring : rings) {
     if ((!first && ring.max_x < lo) || (!last && ring.min_x > hi)) continue;
-    a = ring.path;
-    if (!first && ring.min_x < lo) {
-      clip_side(a, b, lo, false, true);
-      a.swap(b);
+    const bool cut_lo = !first && ring.min_x < lo, cut_hi = !last && ring.max_x > hi;
+    if (cut_lo || cut_hi) {
+      clip_strip(ring.path, a, lo, cut_lo, hi, cut_hi);
+      if (a.size() >= 3) (ring.subject ? subject : clip).push_back(a);
+    } else {
+      (ring.subject ? subject : clip).push_back(ring.path);
     }
-    if (!last && ring.max_x > hi) {
-      clip_side(a, b, hi, false, false);
-      a.swap(b);
-    }
-    if (a.size() >= 3) (ring.subject ? subject : clip).push_back(a);
   }
   std::vector<Piece> pieces;
   if (subject.empty()) return pieces;
@@ -578,8 +613,11 @@ void* clipper_difference_strips(const double* xy, const int64_t* ring_start,
       }
     };
     std::vector<std::thread> pool;
-    for (int64_t t = 1; t < std::min<int64_t>(threads, static_cast<int64_t>(n_strips)); ++t)
-      pool.emplace_back(work);
+    try {
+      for (int64_t t = 1; t < std::min<int64_t>(threads, static_cast<int64_t>(n_strips)); ++t)
+        pool.emplace_back(work);
+    } catch (...) {  // no more threads to be had: those started and this one do the strips
+    }
     work();
     for (auto& t : pool) t.join();
     if (failed) return nullptr;

@@ -100,6 +100,10 @@ def ring_coordinates(
     xy_simple, ring_simple = shapely.get_coordinates(arr[simple], return_index=True)
     others = np.flatnonzero(~plain)
     polys, poly_geom = shapely.get_parts(arr[others], return_index=True)
+    # An empty part has no ring at all (not even an exterior): counted, it would shift every
+    # ring after it from exterior to hole.
+    kept = ~shapely.is_empty(polys)
+    polys, poly_geom = polys[kept], poly_geom[kept]
     rings, ring_poly = shapely.get_rings(polys, return_index=True)
     xy_other, ring_other = shapely.get_coordinates(rings, return_index=True)
     # The first ring of each polygon is its exterior; the others are holes.

@@ -308,3 +308,34 @@ def test_answers_repaired_by_the_way_their_rings_run(a_parts: Corners, b_parts: 
     assert ours.is_valid
     assert abs(ours.area - theirs.area) <= band
     assert shapely.symmetric_difference(ours, theirs).area <= band
+
+
+def test_an_edge_across_a_whole_strip_meets_both_seams_where_the_next_strips_do() -> None:
+    """A long edge crossing two seams: both crossings come from its own ends (cutting at one
+    seam and then at the other took the second from the first: a grid step off what the next
+    strip computed, two points left on the seam, the edge split there, and the geodesic area
+    9% off at 8 strips). Found by review."""
+    market = shapely.segmentize(shapely.box(-125, 25, -66, 49), 0.5)
+    territory = shapely.Polygon(
+        [(-120.123456789, 30), (-70.987654321, 44.4444444443), (-70.987654321, 48),
+         (-120.123456789, 48)]
+    )  # fmt: skip
+    theirs = shapely.difference(market, territory)
+    for strips in range(1, 13):
+        (ours,) = _difference(market, [territory], strips=strips)
+        assert shapely.get_num_coordinates(ours) == shapely.get_num_coordinates(theirs)
+        assert geodesic_area_m2([ours])[0] == pytest.approx(geodesic_area_m2([theirs])[0], rel=1e-7)
+
+
+def test_vertices_crowding_a_seam_cost_no_more_than_sorting_them() -> None:
+    """100,000 vertices within 0.01 degree of longitude, where the seams fall: each seam is
+    moved past them along the sorted vertices (stepping one margin at a time and rescanning,
+    this took 4 s; found by review). The answer is GEOS's; the time is not asserted here."""
+    n = 100_000
+    crowd = shapely.Polygon(
+        np.c_[np.r_[np.linspace(-100, -99.99, n), -95, -95], np.r_[np.linspace(30, 40, n), 40, 30]]
+    )
+    market = shapely.box(-120, 25, -80, 45)
+    (ours,) = _difference(market, [crowd], strips=16)
+    theirs = shapely.difference(market, crowd)
+    assert shapely.symmetric_difference(ours, theirs).area <= theirs.length / GRID

@@ -14,7 +14,7 @@ from spatial.errors import (
     InvalidGeometryError,
     MalformedGeometryError,
 )
-from spatial.geometry import invalid_lonlat, polygonal_from_geojson
+from spatial.geometry import invalid_lonlat, polygonal_from_geojson, ring_coordinates
 from tests import canonical
 
 
@@ -84,3 +84,13 @@ def test_invalid_lonlat_finds_each_bad_point() -> None:
     lon = np.array([0.0, 181.0, -180.0, np.nan, 10.0])
     lat = np.array([0.0, 0.0, 90.0, 0.0, -90.5])
     assert invalid_lonlat(lon, lat).tolist() == [1, 3, 4]
+
+
+def test_ring_coordinates_skip_empty_parts() -> None:
+    # An empty part has no ring: counted as one, it shifted the next part's hole to an
+    # exterior (a MultiPolygon read from WKB may hold one; GeoJSON input never does).
+    holed = "((2 2, 8 2, 8 8, 2 8, 2 2), (4 4, 6 4, 6 6, 4 6, 4 4))"
+    for wkt in (f"MULTIPOLYGON (EMPTY, {holed})", f"MULTIPOLYGON ({holed}, EMPTY)"):
+        _xy, ring, geom, sign = ring_coordinates([shapely.from_wkt(wkt)])
+        assert sign.tolist() == [1.0, -1.0] and geom.tolist() == [0, 0]
+        assert np.unique(ring).size == 2
