@@ -469,7 +469,20 @@ def _area_by_region(
     shapely.prepare(mine)
     whole = shapely.covers(mine[at], pieces[piece_i])
     clipped = pieces[piece_i].copy()
-    clipped[~whole] = shapely.intersection(pieces[piece_i[~whole]], areas[region_i[~whole]])
+    cut = np.flatnonzero(~whole)
+    if cut.size:
+        # Clipper2, pair by pair (``clip.intersect_pairs``, as the overlaps): 2,435 pieces of
+        # the white space of 500 custom territories against their counties, ~30 ms where
+        # GEOS's intersections took ~90; in two halves on two threads (no GIL in the library).
+        # Not quite GEOS's shapes: where a piece's corner touches a county's edge, GEOS puts
+        # a vertex there and Clipper2 does not, which on a long edge along a parallel moves
+        # that county's geodesic share (by 11 km² of 10,955 in one Utah county here, 0.1%;
+        # the 2,017 counties' total by 3e-6). Within the 0.5% PostGIS is held to.
+        rings = clip.Rings(np.r_[pieces, areas[used]])
+        first, second = piece_i[cut], pieces.size + at[cut]
+        halves = np.array_split(np.arange(cut.size), 2 if cut.size >= THREAD_MIN else 1)
+        found = _in_threads(lambda k: clip.intersect_pairs(rings, first[k], second[k]), halves)
+        clipped[cut] = np.concatenate(found)
     return np.bincount(region_i, weights=geodesic_area_km2(clipped), minlength=areas.size).astype(
         np.float64
     )

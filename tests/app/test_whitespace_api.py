@@ -197,6 +197,30 @@ def test_overlapping_layer_takes_its_territories_at_once(
     assert summary["customers"]["count"] == count > 0
     assert summary["customers"]["value"] == pytest.approx(value, abs=0.01)
     assert all(shape(f["geometry"]).is_valid for f in doc["features"])
+    # The county breakdown, county by county (their pieces of white space are cut by Clipper2
+    # too): PostGIS's area of each county's part of the white space.
+    four = ["UT", "NV", "AZ", "CO"]
+    doc = client.get(
+        "/layers/scatter/whitespace", params={"states": ",".join(four), "top": 10_000}
+    ).json()
+    ours = {f["id"]: f["properties"]["uncovered_km2"] for f in doc["counties"]["features"]}
+    theirs = dict(
+        session.execute(text(_SQL_PER_COUNTY), {"layer": "scatter", "codes": four}).tuples().all()
+    )
+    assert len(theirs) > 60
+    for fips, km2 in theirs.items():
+        assert ours.get(fips, 0.0) == pytest.approx(km2, rel=0.005, abs=0.01), fips
+
+
+_SQL_PER_COUNTY = """
+WITH m AS (SELECT ST_Union(geom) AS g FROM boundaries WHERE level = 'state'
+           AND state_code = ANY(:codes)),
+     u AS (SELECT ST_Union(t.geom) AS g FROM territories t JOIN layers l ON l.id = t.layer_id
+           WHERE l.name = :layer),
+     w AS (SELECT ST_Difference(m.g, u.g) AS g FROM m, u)
+SELECT b.fips, ST_Area(ST_Intersection(b.geom, w.g)::geography) / 1e6
+FROM boundaries b, w WHERE b.level = 'county' AND b.state_code = ANY(:codes)
+"""
 
 
 def test_nation_market_customers_and_breakdowns_add_up(west: TestClient, session: Session) -> None:
