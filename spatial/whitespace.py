@@ -270,7 +270,7 @@ def uncovered_by(
     strips = min(MAX_STRIPS, max(1, vertices // STRIP_VERTICES))
     workers = threads or os.cpu_count() or 1
     found = clip.difference(parts[met], near, strips=strips, threads=workers, repair=False)
-    if found is None:  # the pieces touched themselves where strips meet: GEOS decides
+    if found is None:  # a shape too big for a sweep, or pieces that did not join: GEOS's
         covered = covered_union(arr, threads=threads)
         return _measured(uncovered_parts(market, covered, threads=threads))
     rest = np.concatenate([parts[~met], found])

@@ -204,9 +204,8 @@ def test_overlapping_layer_takes_its_territories_at_once(
         "/layers/scatter/whitespace", params={"states": ",".join(four), "top": 10_000}
     ).json()
     ours = {f["id"]: f["properties"]["uncovered_km2"] for f in doc["counties"]["features"]}
-    theirs = dict(
-        session.execute(text(_SQL_PER_COUNTY), {"layer": "scatter", "codes": four}).tuples().all()
-    )
+    rows = session.execute(text(_SQL_PER_COUNTY), {"layer": "scatter", "codes": four}).all()
+    theirs = {fips: km2 for fips, km2 in rows}
     assert len(theirs) > 60
     for fips, km2 in theirs.items():
         assert ours.get(fips, 0.0) == pytest.approx(km2, rel=0.005, abs=0.01), fips
