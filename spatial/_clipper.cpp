@@ -16,10 +16,10 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <thread>
 #include <unordered_map>
-#include <utility>
 #include <vector>
 
 #include "clipper2/clipper.h"  // Clipper64, PolyTree64
@@ -369,12 +369,6 @@ struct Linked {
   }
 };
 
-struct PairHash {
-  size_t operator()(const std::pair<int64_t, int64_t>& k) const {
-    return std::hash<int64_t>()(k.first * 1000003 + k.second);
-  }
-};
-
 int64_t root(std::vector<int64_t>& parent, int64_t p) {
   while (parent[p] != p) p = parent[p] = parent[parent[p]];
   return p;
@@ -649,14 +643,13 @@ void* clipper_difference_strips(const double* xy, const int64_t* ring_start,
       *status = 1;
       return nullptr;
     }
-    Batch* batch = new Batch();
+    auto batch = std::make_unique<Batch>();  // freed should anything below throw
     if (!assemble(outs, *batch)) {
-      delete batch;
       *status = 1;
       return nullptr;
     }
     *status = 0;
-    return batch;
+    return batch.release();
   } catch (...) {
     return nullptr;
   }
