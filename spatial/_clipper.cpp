@@ -42,7 +42,8 @@ Paths64 read_geom(const int64_t* xy, const int64_t* ring_start, const int64_t* g
   for (int64_t r = geom_ring_start[g]; r < geom_ring_start[g + 1]; ++r) {
     Path64 ring;
     ring.reserve(static_cast<size_t>(ring_start[r + 1] - ring_start[r]));
-    for (int64_t v = ring_start[r]; v < ring_start[r + 1]; ++v) ring.emplace_back(xy[2 * v], xy[2 * v + 1]);
+    for (int64_t v = ring_start[r]; v < ring_start[r + 1]; ++v)
+      ring.emplace_back(xy[2 * v], xy[2 * v + 1]);
     out.push_back(std::move(ring));
   }
   return out;
@@ -223,7 +224,8 @@ std::vector<int64_t> choose_seams(const std::vector<int64_t>& xs, int64_t strips
     bool moved = false;
     for (int64_t x : xs) {
       const auto at = std::lower_bound(seams.begin(), seams.end(), x - SEAM_MARGIN);
-      if (at != seams.end() && *at <= x + SEAM_MARGIN) near[static_cast<size_t>(at - seams.begin())] = 1;
+      if (at != seams.end() && *at <= x + SEAM_MARGIN)
+        near[static_cast<size_t>(at - seams.begin())] = 1;
     }
     std::vector<int64_t> next;
     for (size_t s = 0; s < seams.size(); ++s) {
@@ -533,8 +535,9 @@ bool assemble(const std::vector<OutRing>& outs, Batch& batch) {
 extern "C" {
 
 // The intersection of geometries pairs[2k] and pairs[2k + 1] for each k; nullptr when out of
-// memory or when Clipper2 throws (no exception may cross the C ABI). Each geometry is cut to the pair's common box first (a cheap linear pass), so the
-// sweep sees only the edges that can meet.
+// memory or when Clipper2 throws (no exception may cross the C ABI). Each geometry is cut to
+// the pair's common box first (a cheap linear pass), so the sweep sees only the edges that
+// can meet.
 void* clipper_intersect_pairs(const int64_t* xy, const int64_t* ring_start,
                               const int64_t* geom_ring_start, int64_t n_geoms,
                               const int64_t* pairs, int64_t n_pairs) {
@@ -622,7 +625,8 @@ void* clipper_difference_strips(const double* xy, const int64_t* ring_start,
     std::vector<int64_t> strip_of;
     for (size_t k = 0; k < n_strips; ++k)
       for (const Piece& piece : found[k]) {
-        for (const Path64& ring : piece) linked.add_ring(ring, static_cast<int64_t>(strip_of.size()));
+        for (const Path64& ring : piece)
+          linked.add_ring(ring, static_cast<int64_t>(strip_of.size()));
         strip_of.push_back(static_cast<int64_t>(k));
       }
     std::vector<std::vector<int64_t>> left(seams.size()), right(seams.size());
